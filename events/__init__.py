@@ -1,0 +1,1 @@
+"""The order-created event: envelope, outbox relay to RabbitMQ, consumer tail."""

@@ -1,0 +1,1 @@
+"""marshmallow schemas: request validation and response shapes, one module per family."""

@@ -1,0 +1,193 @@
+"""The catalog file (../shared/catalog-format.md), validated before anything is written."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from schemas.common import CurrencyCode, StrictBoolean, StrictInteger, StrictString
+
+_DURATION = re.compile(r"^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?$")
+_NON_NEGATIVE = validate.Range(min=0, error="must be >= {min}")
+
+
+def _duration(value: str) -> None:
+    if not _DURATION.match(value):
+        raise ValidationError("must be an ISO 8601 duration such as P1M, P1Y or P7D")
+
+
+Prices = fields.Dict(keys=CurrencyCode(), values=StrictInteger(validate=_NON_NEGATIVE))
+
+
+class KeySchema(Schema):
+    public_key = StrictString(required=True, validate=validate.Length(1, 200))
+    secret = StrictString(required=True, validate=validate.Length(min=8))
+    status = StrictString(load_default="active", validate=validate.OneOf(["active", "revoked"]))
+
+
+class SubbrandSchema(Schema):
+    alias = StrictString(
+        required=True,
+        validate=validate.Regexp(r"^[A-Za-z0-9_]{1,100}$", error="letters, digits and _ only"),
+    )
+    host = StrictString(required=True, validate=validate.Length(1, 253))
+
+
+class PeriodSchema(Schema):
+    id = StrictString(
+        required=True, validate=validate.Regexp(r"^[a-f0-9]{24}$", error="must be 24 lowercase hex")
+    )
+    length = StrictString(required=True, validate=_duration)
+    prices = fields.Dict(
+        keys=CurrencyCode(), values=StrictInteger(validate=_NON_NEGATIVE), required=True
+    )
+    payment_method = StrictString(required=True, validate=validate.Length(1, 40))
+
+
+class ProductSchema(Schema):
+    code = StrictString(required=True, validate=validate.Length(1, 100))
+    name = StrictString(required=True, validate=validate.Length(1, 200))
+    kind = StrictString(required=True, validate=validate.OneOf(["subscription", "one_time"]))
+    billing_period = StrictString(load_default=None, validate=_duration)
+    tier = StrictInteger(load_default=0)
+    prices = fields.Dict(
+        keys=CurrencyCode(), values=StrictInteger(validate=_NON_NEGATIVE), required=True
+    )
+    periods = fields.List(fields.Nested(PeriodSchema), load_default=list)
+
+    @validates_schema
+    def subscription_has_period(self, data: dict[str, Any], **_: Any) -> None:
+        if data["kind"] == "subscription" and not data.get("billing_period"):
+            raise ValidationError("a subscription needs a billing_period", "billing_period")
+
+
+class CouponSchema(Schema):
+    code = StrictString(required=True, validate=validate.Length(1, 100))
+    percent_off = StrictInteger(validate=validate.Range(0, 100, error="must be 0 to 100"))
+    amount_off = fields.Dict(keys=CurrencyCode(), values=StrictInteger(validate=_NON_NEGATIVE))
+    max_redemptions = StrictInteger(load_default=None, validate=_NON_NEGATIVE)
+    times_redeemed = StrictInteger(load_default=None, validate=_NON_NEGATIVE)
+    valid_from = fields.AwareDateTime(load_default=None)
+    valid_until = fields.AwareDateTime(load_default=None)
+    active = StrictBoolean(load_default=True)
+
+    @validates_schema
+    def one_reduction(self, data: dict[str, Any], **_: Any) -> None:
+        if ("percent_off" in data) == ("amount_off" in data):
+            raise ValidationError("a coupon has percent_off or amount_off, never both")
+        start, end = data.get("valid_from"), data.get("valid_until")
+        if start and end and start >= end:
+            raise ValidationError("must be after valid_from", "valid_until")
+        used, limit = data.get("times_redeemed"), data.get("max_redemptions")
+        if used is not None and limit is not None and used > limit:
+            raise ValidationError("must not exceed max_redemptions", "times_redeemed")
+
+
+class ChargeMethodSchema(Schema):
+    id = StrictString(required=True, validate=validate.Length(1, 100))
+    type = StrictString(required=True, validate=validate.Length(1, 40))
+    status = StrictString(
+        load_default="active", validate=validate.OneOf(["active", "expired", "disabled"])
+    )
+
+
+class SubscriptionSchema(Schema):
+    id = fields.UUID(required=True)
+    product_code = StrictString(required=True)
+    status = StrictString(
+        load_default="active", validate=validate.OneOf(["active", "cancelled", "expired"])
+    )
+    current_period_end = fields.AwareDateTime(load_default=None)
+
+
+class BuyerSchema(Schema):
+    id = fields.UUID(required=True)
+    email = fields.Email(required=True)
+    charge_methods = fields.List(fields.Nested(ChargeMethodSchema), load_default=list)
+    subscriptions = fields.List(fields.Nested(SubscriptionSchema), load_default=list)
+
+
+class AutochargeSchema(Schema):
+    desktop = StrictBoolean(required=True)
+    mobile = StrictBoolean(required=True)
+
+
+class MerchantSchema(Schema):
+    code = StrictString(
+        required=True,
+        validate=validate.Regexp(
+            r"^[a-z0-9][a-z0-9_-]{0,63}$", error="lowercase letters, digits, _ and -"
+        ),
+    )
+    name = StrictString(required=True, validate=validate.Length(1, 200))
+    default_currency = CurrencyCode(required=True)
+    order_prefix = StrictString(
+        required=True, validate=validate.Regexp(r"^[A-Z0-9]{1,20}$", error="1 to 20 of A-Z and 0-9")
+    )
+    precheck_autocharge = fields.Nested(AutochargeSchema, required=True)
+    payment_page_url = StrictString(
+        required=True,
+        validate=validate.Regexp(
+            r"^https?://.*\{order_id\}", error="an http(s) URL with {order_id}"
+        ),
+    )
+    default_host = StrictString(required=True, validate=validate.Length(1, 253))
+    keys = fields.List(fields.Nested(KeySchema), load_default=list)
+    subbrands = fields.List(fields.Nested(SubbrandSchema), load_default=list)
+    products = fields.List(fields.Nested(ProductSchema), load_default=list)
+    coupons = fields.List(fields.Nested(CouponSchema), load_default=list)
+    buyers = fields.List(fields.Nested(BuyerSchema), load_default=list)
+
+    @validates_schema
+    def references(self, data: dict[str, Any], **_: Any) -> None:
+        errors: dict[str, Any] = {}
+        codes = [p["code"] for p in data.get("products", [])]
+        product_codes = set(codes)
+        _duplicates(errors, "products", codes, "code")
+        _duplicates(errors, "coupons", [c["code"] for c in data.get("coupons", [])], "code")
+        _duplicates(errors, "subbrands", [s["alias"] for s in data.get("subbrands", [])], "alias")
+        for b, buyer in enumerate(data.get("buyers", [])):
+            for s, sub in enumerate(buyer["subscriptions"]):
+                if sub["product_code"] not in product_codes:
+                    errors.setdefault("buyers", {}).setdefault(b, {}).setdefault(
+                        "subscriptions", {}
+                    ).setdefault(s, {})["product_code"] = ["no product with this code"]
+        if errors:
+            raise ValidationError(errors)
+
+
+def _duplicates(errors: dict[str, Any], name: str, values: list[str], attr: str) -> None:
+    seen: set[str] = set()
+    for index, value in enumerate(values):
+        if value in seen:
+            errors.setdefault(name, {})[index] = {attr: [f"duplicate {attr} {value!r}"]}
+        seen.add(value)
+
+
+class CatalogSchema(Schema):
+    merchants = fields.List(fields.Nested(MerchantSchema), required=True)
+
+    @validates_schema
+    def unique_across_merchants(self, data: dict[str, Any], **_: Any) -> None:
+        errors: dict[str, Any] = {}
+        _duplicates(errors, "merchants", [m["code"] for m in data["merchants"]], "code")
+        seen: dict[str, str] = {}
+        for m, merchant in enumerate(data["merchants"]):
+            for kind, items, attr in (
+                ("keys", merchant["keys"], "public_key"),
+                ("buyers", merchant["buyers"], "id"),
+            ):
+                for i, item in enumerate(items):
+                    value = f"{kind}:{item[attr]}"
+                    if value in seen:
+                        errors.setdefault("merchants", {}).setdefault(m, {}).setdefault(kind, {})[
+                            i
+                        ] = {attr: [f"already used by {seen[value]}"]}
+                    seen[value] = f"merchant {merchant['code']!r}"
+        if errors:
+            raise ValidationError(errors)
+
+
+catalog_schema = CatalogSchema()

@@ -1,0 +1,124 @@
+"""Fields and helpers shared by the schemas of every endpoint family."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from marshmallow import ValidationError, fields
+
+from service.domain.money import is_currency
+
+METADATA_MAX_KEYS = 50
+METADATA_MAX_KEY_LENGTH = 40
+METADATA_MAX_STRING_LENGTH = 500
+
+
+def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
+    """marshmallow's nested error dict as {"products[0].productCode": ["..."]}."""
+    flat: dict[str, list[str]] = {}
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                if key == "_schema":
+                    child = path
+                elif isinstance(key, int):
+                    child = f"{path}[{key}]"
+                elif key in ("key", "value") and isinstance(value, list) and path:
+                    # a Dict field's key/value error belongs to the entry itself
+                    child = path
+                else:
+                    child = f"{path}.{key}" if path else str(key)
+                walk(value, child)
+        elif isinstance(node, list | tuple):
+            for item in node:
+                if isinstance(item, Mapping | list | tuple):
+                    walk(item, path)
+                else:
+                    flat.setdefault(path or "_body", []).append(str(item))
+        else:
+            flat.setdefault(path or "_body", []).append(str(node))
+
+    walk(messages, prefix)
+    return flat
+
+
+def first_error(messages: Any) -> tuple[str, str]:
+    """The first (path, message) of a marshmallow error, for one-error formats."""
+    flat = flatten_errors(messages)
+    path, texts = next(iter(flat.items()))
+    return path, texts[0]
+
+
+class CurrencyCode(fields.String):
+    """An ISO 4217 alphabetic code such as USD, EUR or JPY."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        code = super()._deserialize(value, attr, data, **kwargs)
+        if not is_currency(code):
+            raise ValidationError("must be an ISO 4217 alphabetic currency code, e.g. USD")
+        return code
+
+
+class StrictBoolean(fields.Boolean):
+    """Only JSON true/false; marshmallow's default also takes "yes", 1 and the like."""
+
+    truthy = {True}
+    falsy = {False}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ValidationError("must be true or false")
+        return value
+
+
+class StrictInteger(fields.Integer):
+    """Only JSON integers, not "15" or 15.0 or true."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(strict=True, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, bool):
+            raise ValidationError("must be an integer")
+        result: int = super()._deserialize(value, attr, data, **kwargs)
+        return result
+
+
+class StrictString(fields.String):
+    """Only JSON strings, not numbers turned into text."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if not isinstance(value, str):
+            raise ValidationError("must be a string")
+        result: str = super()._deserialize(value, attr, data, **kwargs)
+        return result
+
+
+class MetaData(fields.Field[dict[str, Any]]):
+    """The merchant's flat key-value object, carried unchanged into the order and its event:
+    at most 50 keys of up to 40 characters; values string (up to 500), number, bool or null."""
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise ValidationError("must be an object of key-value pairs")
+        problems: dict[str, list[str]] = {}
+        if len(value) > METADATA_MAX_KEYS:
+            raise ValidationError(f"at most {METADATA_MAX_KEYS} keys")
+        for key, item in value.items():
+            if not 1 <= len(key) <= METADATA_MAX_KEY_LENGTH:
+                problems[key] = [f"keys are 1 to {METADATA_MAX_KEY_LENGTH} characters"]
+            elif isinstance(item, str):
+                if len(item) > METADATA_MAX_STRING_LENGTH:
+                    problems[key] = [f"strings are at most {METADATA_MAX_STRING_LENGTH} characters"]
+            elif item is not None and not isinstance(item, bool | int | float):
+                problems[key] = ["values are strings, numbers, booleans or null (no nesting)"]
+        if problems:
+            raise ValidationError(problems)
+        return value
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        return value

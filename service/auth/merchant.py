@@ -1,0 +1,132 @@
+"""Authenticates a merchant request (x-public-key, x-date, x-token) and reads the other
+mandatory headers of the merchant endpoints."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from service.auth.signing import compute_token, token_matches
+from service.catalog import Catalog, Merchant
+from service.errors import Unauthorized, ValidationFailed
+
+MAX_HEADER_LENGTH = {"x-source": 64, "x-id": 128, "x-google-analytics-client-id": 255}
+
+
+@dataclass(frozen=True, slots=True)
+class MerchantRequest:
+    merchant: Merchant
+    public_key: str
+    token: str
+    buyer_ip: str
+    source: str
+    source_id: str
+    ga_client_id: str | None
+
+
+def parse_x_date(raw: str) -> datetime:
+    """An RFC 3339 timestamp with an offset (or Z)."""
+    if "T" not in raw.upper():
+        raise ValueError("not an RFC 3339 date-time")
+    moment = datetime.fromisoformat(raw.replace("z", "Z"))
+    if moment.tzinfo is None:
+        raise ValueError("has no UTC offset")
+    return moment
+
+
+def authenticate(
+    request: web.Request, body: bytes, catalog: Catalog, window_seconds: int
+) -> tuple[Merchant, str]:
+    """The merchant whose active key signed this exact request, and the token.
+
+    Every failure is a 401 with its own code; none says which part of a real key was wrong.
+    """
+    headers = request.headers
+    public_key = headers.get("x-public-key")
+    x_date = headers.get("x-date")
+    token = headers.get("x-token")
+    missing = [
+        name
+        for name, value in (("x-public-key", public_key), ("x-date", x_date), ("x-token", token))
+        if not value
+    ]
+    if missing or public_key is None or x_date is None or token is None:
+        raise Unauthorized(
+            "Missing authentication header(s): " + ", ".join(missing),
+            code="missing_authentication",
+            fields={f"headers.{name}": ["header is required"] for name in missing},
+        )
+    try:
+        moment = parse_x_date(x_date)
+    except ValueError:
+        raise Unauthorized(
+            "x-date must be an RFC 3339 timestamp with offset, e.g. 2026-11-23T13:00:00Z",
+            code="invalid_x_date",
+            fields={"headers.x-date": ["must be an RFC 3339 timestamp with offset"]},
+        ) from None
+    if abs((datetime.now(UTC) - moment).total_seconds()) > window_seconds:
+        raise Unauthorized(
+            f"x-date is more than {window_seconds} s away from server time; "
+            "check the clock and sign the request anew",
+            code="request_expired",
+            fields={"headers.x-date": [f"outside the {window_seconds} s window"]},
+        )
+    entry = catalog.keys.get(public_key)
+    if entry is None:
+        raise Unauthorized("Unknown public key", code="unknown_public_key")
+    key, merchant = entry
+    if not key.active:
+        raise Unauthorized("This public key has been revoked", code="revoked_public_key")
+    expected = compute_token(key.secret, request.method, request.path_qs, x_date, body)
+    if not token_matches(expected, token):
+        raise Unauthorized(
+            "x-token does not match the request; see the signing scheme in the API docs",
+            code="invalid_signature",
+        )
+    return merchant, token
+
+
+def read_merchant_headers(
+    request: web.Request, merchant: Merchant, token: str, *, ga_required: bool
+) -> MerchantRequest:
+    """The non-auth mandatory headers; every bad one is listed under `headers.<name>`."""
+    headers = request.headers
+    problems: dict[str, list[str]] = {}
+    values: dict[str, str | None] = {}
+    for name in ("x-buyer-ip", "x-source", "x-id", "x-google-analytics-client-id"):
+        value = headers.get(name)
+        required = name != "x-google-analytics-client-id" or ga_required
+        if value is None or not value.strip():
+            if required:
+                problems[f"headers.{name}"] = ["header is required"]
+            values[name] = None
+            continue
+        limit = MAX_HEADER_LENGTH.get(name)
+        if limit is not None and len(value) > limit:
+            problems[f"headers.{name}"] = [f"at most {limit} characters"]
+        values[name] = value.strip()
+    buyer_ip = values["x-buyer-ip"]
+    if buyer_ip is not None:
+        try:
+            buyer_ip = str(ipaddress.ip_address(buyer_ip))
+        except ValueError:
+            problems["headers.x-buyer-ip"] = ["must be an IPv4 or IPv6 address"]
+    if problems:
+        raise ValidationFailed(
+            "Invalid or missing header(s): " + ", ".join(k[8:] for k in problems),
+            code="invalid_headers",
+            fields=problems,
+        )
+    assert buyer_ip is not None
+    return MerchantRequest(
+        merchant=merchant,
+        public_key=headers["x-public-key"],
+        token=token,
+        buyer_ip=buyer_ip,
+        source=values["x-source"] or "",
+        source_id=values["x-id"] or "",
+        ga_client_id=values["x-google-analytics-client-id"],
+    )

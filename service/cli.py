@@ -1,0 +1,176 @@
+"""The `order-service` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+
+from service.config import Config, ConfigError, load_config
+from service.logs import configure_logging
+
+log = structlog.get_logger("order-service")
+
+
+def _config_or_exit() -> Config:
+    try:
+        return load_config()
+    except ConfigError as exc:
+        print(f"order-service: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _run(coro: object) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(coro)  # type: ignore[arg-type]
+    except ImportError:  # pragma: no cover - platforms without uvloop
+        asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def cmd_migrate(config: Config, _args: argparse.Namespace) -> int:
+    from service.migrations import migrate
+
+    async def go() -> None:
+        applied = await migrate(config.database_url)
+        log.info("migrations_done", applied=applied)
+
+    _run(go())
+    return 0
+
+
+def cmd_serve(config: Config, args: argparse.Namespace) -> int:
+    from service.server import serve
+
+    return serve(config, workers=args.workers, migrate_first=not args.no_migrate)
+
+
+def cmd_catalog_load(config: Config, args: argparse.Namespace) -> int:
+    from service.catalog_load import CatalogFileError, load_catalog_file
+
+    async def go() -> None:
+        summary = await load_catalog_file(config.database_url, Path(args.file))
+        log.info("catalog_loaded", file=args.file, **summary)
+
+    try:
+        _run(go())
+    except CatalogFileError as exc:
+        print(f"order-service: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_sign(_config: Config, args: argparse.Namespace) -> int:
+    from service.auth.signing import signed_headers
+
+    body = args.body.encode() if args.body is not None else b""
+    if args.body_file:
+        body = Path(args.body_file).read_bytes()
+    headers = signed_headers(
+        args.public_key,
+        args.secret,
+        args.method,
+        args.path,
+        body,
+        buyer_ip=args.buyer_ip,
+        source=args.source,
+        source_id=args.source_id,
+        ga_client_id=args.ga_client_id or None,
+    )
+    print(" ".join(f"-H '{name}: {value}'" for name, value in headers.items()))
+    return 0
+
+
+def cmd_token(config: Config, args: argparse.Namespace) -> int:
+    from service.auth.bearer import mint_token
+
+    try:
+        print(mint_token(config, sub=args.sub, org=args.org, scope=args.scope, ttl=args.ttl))
+    except ValueError as exc:
+        print(f"order-service: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_relay(config: Config, _args: argparse.Namespace) -> int:
+    from events.relay import run_relay_forever
+
+    _run(run_relay_forever(config))
+    return 0
+
+
+def cmd_events_tail(config: Config, args: argparse.Namespace) -> int:
+    from events.tail import tail
+
+    _run(tail(config, binding=args.binding, limit=args.limit))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="order-service", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP service (and the outbox relay)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes on one port (default: WORKERS, else 1)",
+    )
+    serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
+    serve.set_defaults(func=cmd_serve)
+
+    sub.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_migrate)
+
+    catalog = sub.add_parser("catalog", help="catalog commands")
+    catalog_sub = catalog.add_subparsers(dest="catalog_command", required=True)
+    load = catalog_sub.add_parser("load", help="load merchants and their catalog from JSON")
+    load.add_argument("file")
+    load.set_defaults(func=cmd_catalog_load)
+
+    sign = sub.add_parser("sign", help="print signed merchant headers, ready for curl -H")
+    sign.add_argument("--public-key", required=True)
+    sign.add_argument("--secret", required=True)
+    sign.add_argument("--method", default="POST")
+    sign.add_argument("--path", required=True, help="path and query, e.g. /api/v2/initials/url")
+    sign.add_argument("--body", help="the exact body that will be sent")
+    sign.add_argument("--body-file", help="read the exact body from this file")
+    sign.add_argument("--buyer-ip", default="203.0.113.10")
+    sign.add_argument("--source", default="web")
+    sign.add_argument("--source-id", default="checkout")
+    sign.add_argument("--ga-client-id", default="GA1.2.1234567890.1700000000")
+    sign.set_defaults(func=cmd_sign)
+
+    token = sub.add_parser("token", help="mint a Bearer token with JWT_SECRET (development)")
+    token.add_argument("--sub", required=True, help="the customer account")
+    token.add_argument("--org", required=True, help="the merchant code")
+    token.add_argument("--scope", default="/external/me/order/w")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    token.set_defaults(func=cmd_token)
+
+    sub.add_parser("relay", help="run only the outbox relay").set_defaults(func=cmd_relay)
+
+    events = sub.add_parser("events", help="event commands")
+    events_sub = events.add_subparsers(dest="events_command", required=True)
+    tail = events_sub.add_parser("tail", help="print order events as JSON lines")
+    tail.add_argument("--binding", default="order.created", help="routing key pattern")
+    tail.add_argument("--limit", type=int, default=None, help="stop after this many events")
+    tail.set_defaults(func=cmd_events_tail)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = _config_or_exit()
+    configure_logging(config.log_level, config.log_format)
+    result: int = args.func(config, args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,221 @@
+"""Configuration from environment variables, validated once at start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+T = TypeVar("T")
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/order_service"
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("json", "console")
+
+
+class ConfigError(ValueError):
+    """An environment variable has a value the service cannot run with."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    database_url: str = DEFAULT_DATABASE_URL
+    database_url_explicit: bool = False
+    amqp_url: str = DEFAULT_AMQP_URL
+    host: str = "0.0.0.0"  # noqa: S104 - a service listens on all interfaces by default
+    port: int = 8080
+    log_level: str = "info"
+    log_format: str = "json"
+    migrate_on_start: bool = True
+    relay_enabled: bool = True
+    db_pool_min: int = 0
+    db_pool_max: int = 10
+    db_acquire_timeout: float = 2.0
+    db_statement_timeout_ms: int = 5000
+    request_body_limit: int = 64 * 1024
+    shutdown_timeout: float = 10.0
+    signature_window_seconds: int = 300
+    idempotency_ttl_seconds: int = 24 * 3600
+    outbox_retention_seconds: int = 7 * 24 * 3600
+    outbox_poll_interval: float = 1.0
+    relay_batch_size: int = 500
+    events_exchange: str = "orders"
+    event_source: str = "/order-service"
+    jwt_secret: str | None = None
+    jwt_public_key_file: Path | None = None
+    jwt_algorithms: tuple[str, ...] = ("HS256",)
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway_seconds: int = 30
+    metrics_enabled: bool = True
+    workers: int = 1
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def database_url_redacted(self) -> str:
+        return redact_url(self.database_url)
+
+    @property
+    def amqp_url_redacted(self) -> str:
+        return redact_url(self.amqp_url)
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, safe to log."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def _int(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _float(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = float(raw)
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _url(*schemes: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        parts = urlsplit(raw)
+        if parts.scheme not in schemes or (not parts.hostname and parts.scheme != "postgresql"):
+            raise ValueError(f"must be a URL with scheme {' or '.join(schemes)}")
+        try:
+            parts.port  # noqa: B018 - accessing it validates the port
+        except ValueError as exc:
+            raise ValueError("has an invalid port") from exc
+        return raw
+
+    return parse
+
+
+def _text(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError("must not be empty")
+    return raw
+
+
+def _path(raw: str) -> Path:
+    path = Path(raw)
+    if not path.is_file():
+        raise ValueError(f"file {raw} does not exist")
+    return path
+
+
+def _algorithms(raw: str) -> tuple[str, ...]:
+    allowed = {"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "PS256"}
+    values = tuple(a.strip() for a in raw.split(",") if a.strip())
+    if not values or any(a not in allowed for a in values):
+        raise ValueError(f"must be a comma-separated list of {', '.join(sorted(allowed))}")
+    return values
+
+
+def _read(env: Mapping[str, str], name: str, parse: Callable[[str], T], default: T) -> T:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise ConfigError(name, f"invalid value {raw!r}: {exc}") from exc
+
+
+def load_config(env: Mapping[str, str] | None = None) -> Config:
+    """Reads and validates the configuration; raises ConfigError naming the bad variable."""
+    env = os.environ if env is None else env
+    d = Config()
+    pem = _read(env, "JWT_PUBLIC_KEY_FILE", _path, None)
+    algorithms = _read(
+        env, "JWT_ALGORITHMS", _algorithms, ("RS256", "ES256") if pem else d.jwt_algorithms
+    )
+    config = Config(
+        database_url=_read(env, "DATABASE_URL", _url("postgresql", "postgres"), d.database_url),
+        database_url_explicit=bool(env.get("DATABASE_URL")),
+        amqp_url=_read(env, "AMQP_URL", _url("amqp", "amqps"), d.amqp_url),
+        host=_read(env, "HOST", _text, d.host),
+        port=_read(env, "PORT", _int(0, 65535), d.port),
+        log_level=_read(env, "LOG_LEVEL", _choice(*LOG_LEVELS), d.log_level),
+        log_format=_read(env, "LOG_FORMAT", _choice(*LOG_FORMATS), d.log_format),
+        migrate_on_start=_read(env, "MIGRATE_ON_START", _bool, d.migrate_on_start),
+        relay_enabled=_read(env, "RELAY_ENABLED", _bool, d.relay_enabled),
+        db_pool_min=_read(env, "DB_POOL_MIN", _int(0, 1000), d.db_pool_min),
+        db_pool_max=_read(env, "DB_POOL_MAX", _int(1, 1000), d.db_pool_max),
+        db_acquire_timeout=_read(
+            env, "DB_ACQUIRE_TIMEOUT", _float(0.01, 600), d.db_acquire_timeout
+        ),
+        db_statement_timeout_ms=_read(
+            env, "DB_STATEMENT_TIMEOUT_MS", _int(0, 3_600_000), d.db_statement_timeout_ms
+        ),
+        request_body_limit=_read(
+            env, "REQUEST_BODY_LIMIT", _int(1024, 16 * 1024 * 1024), d.request_body_limit
+        ),
+        shutdown_timeout=_read(env, "SHUTDOWN_TIMEOUT", _float(0, 600), d.shutdown_timeout),
+        signature_window_seconds=_read(
+            env, "SIGNATURE_WINDOW_SECONDS", _int(1, 3600), d.signature_window_seconds
+        ),
+        idempotency_ttl_seconds=_read(
+            env, "IDEMPOTENCY_TTL_SECONDS", _int(60, 30 * 86400), d.idempotency_ttl_seconds
+        ),
+        outbox_retention_seconds=_read(
+            env, "OUTBOX_RETENTION_SECONDS", _int(0, 365 * 86400), d.outbox_retention_seconds
+        ),
+        outbox_poll_interval=_read(
+            env, "OUTBOX_POLL_INTERVAL", _float(0.01, 60), d.outbox_poll_interval
+        ),
+        relay_batch_size=_read(env, "RELAY_BATCH_SIZE", _int(1, 10_000), d.relay_batch_size),
+        events_exchange=_read(env, "EVENTS_EXCHANGE", _text, d.events_exchange),
+        event_source=_read(env, "EVENT_SOURCE", _text, d.event_source),
+        jwt_secret=_read(env, "JWT_SECRET", _text, d.jwt_secret),
+        jwt_public_key_file=pem,
+        jwt_algorithms=algorithms,
+        jwt_issuer=_read(env, "JWT_ISSUER", _text, d.jwt_issuer),
+        jwt_audience=_read(env, "JWT_AUDIENCE", _text, d.jwt_audience),
+        jwt_leeway_seconds=_read(env, "JWT_LEEWAY_SECONDS", _int(0, 600), d.jwt_leeway_seconds),
+        metrics_enabled=_read(env, "METRICS_ENABLED", _bool, d.metrics_enabled),
+        workers=_read(env, "WORKERS", _int(1, 64), d.workers),
+    )
+    if config.db_pool_min > config.db_pool_max:
+        raise ConfigError("DB_POOL_MIN", "must not exceed DB_POOL_MAX")
+    return config

@@ -1,0 +1,86 @@
+"""Domain and API errors. Handlers raise these; the error middleware renders them in the
+error format of the endpoint family the request belongs to."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+FieldErrors = Mapping[str, Sequence[str]]
+
+
+class ApiError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        fields: FieldErrors | None = None,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.fields: dict[str, list[str]] = {k: list(v) for k, v in (fields or {}).items()}
+        self.headers = dict(headers or {})
+
+    @property
+    def field(self) -> str | None:
+        """The first field named, for formats that carry one field per error."""
+        return next(iter(self.fields), None)
+
+
+class BadRequest(ApiError):
+    status = 400
+    code = "bad_request"
+
+
+class Unauthorized(ApiError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ApiError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(ApiError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(ApiError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    code = "payload_too_large"
+
+
+class ValidationFailed(ApiError):
+    status = 422
+    code = "validation_error"
+
+
+class ServiceUnavailable(ApiError):
+    status = 503
+    code = "service_unavailable"
+
+
+PRODUCT_NOT_FOUND = "Product not found by merchant and code"
+
+
+class ProductNotFound(NotFound):
+    code = "product_not_found"
+
+    def __init__(self, field: str, product_code: str) -> None:
+        super().__init__(PRODUCT_NOT_FOUND, fields={field: [f"unknown product {product_code!r}"]})

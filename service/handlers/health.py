@@ -1,0 +1,42 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from service.middleware import json_dumps
+from service.state import BROKER, CONFIG, POOL
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/health/live")
+async def live(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"}, dumps=json_dumps)
+
+
+async def _database_ok(request: web.Request) -> bool:
+    pool = request.app[POOL]
+    timeout = request.app[CONFIG].db_acquire_timeout
+    try:
+        async with asyncio.timeout(timeout):
+            async with pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+    except Exception:  # noqa: BLE001 - any failure means not ready
+        return False
+    return True
+
+
+@routes.get("/health/ready")
+async def ready(request: web.Request) -> web.Response:
+    checks = {
+        "database": "ok" if await _database_ok(request) else "down",
+        "broker": "ok" if request.app[BROKER].connected else "down",
+    }
+    failed = [name for name, state in checks.items() if state != "ok"]
+    body: dict[str, object] = {"status": "ok" if not failed else "unavailable", "checks": checks}
+    if failed:
+        body["failed"] = failed
+    return web.json_response(body, status=503 if failed else 200, dumps=json_dumps)

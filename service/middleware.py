@@ -1,0 +1,155 @@
+"""The one request middleware: request id, error rendering per endpoint family, and the
+JSON access line. One middleware instead of three keeps the per-request overhead small."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import orjson
+import structlog
+from aiohttp import web
+from structlog.contextvars import bind_contextvars, clear_contextvars
+
+from service.errors import ApiError, BadRequest, NotFound, PayloadTooLarge, ServiceUnavailable
+
+log = structlog.get_logger("access")
+error_log = structlog.get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+REQUEST_ID_HEADER = "X-Request-ID"
+PAYWAY_PREFIX = "/external/"
+# Errors that mean the database cannot be reached right now: the client may retry.
+DATABASE_DOWN = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.QueryCanceledError,
+    asyncpg.AdminShutdownError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
+
+
+def json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def merchant_error_body(error: ApiError, request_id: str) -> dict[str, Any]:
+    return {
+        "error": {"code": error.code, "message": error.message, "fields": error.fields},
+        "meta": {"type": "error", "requestId": request_id},
+    }
+
+
+def payway_error_body(error: ApiError, request_id: str) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": error.code}
+    if error.field is not None:
+        body["field"] = error.field
+    body["message"] = error.message
+    return body
+
+
+def render_error(request: web.Request, error: ApiError, request_id: str) -> web.Response:
+    if request.path.startswith(PAYWAY_PREFIX):
+        body = payway_error_body(error, request_id)
+    else:
+        body = merchant_error_body(error, request_id)
+    response = web.json_response(body, status=error.status, dumps=json_dumps)
+    response.headers.update(error.headers)
+    return response
+
+
+def _from_http_exception(exc: web.HTTPException) -> ApiError:
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return PayloadTooLarge("Request body is larger than the limit of 64 KiB")
+    if isinstance(exc, web.HTTPNotFound):
+        return NotFound("No such endpoint", code="route_not_found")
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return ApiError(
+            f"Method not allowed; use {allowed}",
+            code="method_not_allowed",
+            status=405,
+            headers={"Allow": allowed},
+        )
+    return ApiError(exc.reason, code="http_error", status=exc.status)
+
+
+@web.middleware
+async def request_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    request_id = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
+    if len(request_id) > 200:
+        request_id = uuid.uuid4().hex
+    clear_contextvars()
+    bind_contextvars(request_id=request_id)
+    response: web.StreamResponse
+    try:
+        response = await handler(request)
+    except ApiError as exc:
+        response = render_error(request, exc, request_id)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = render_error(request, _from_http_exception(exc), request_id)
+    except DATABASE_DOWN as exc:
+        error_log.warning("database_unavailable", error=repr(exc))
+        response = render_error(
+            request,
+            ServiceUnavailable(
+                "The database is unavailable; retry shortly",
+                code="database_unavailable",
+                headers={"Retry-After": "1"},
+            ),
+            request_id,
+        )
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # noqa: BLE001 - the last line of defence: JSON, never a traceback
+        error_log.exception("unhandled_error", method=request.method, path=request.path)
+        response = render_error(
+            request,
+            ApiError("Internal error; it has been logged", code="internal_error", status=500),
+            request_id,
+        )
+    response.headers[REQUEST_ID_HEADER] = request_id
+    route = request.match_info.route.resource
+    log.info(
+        "request",
+        method=request.method,
+        route=route.canonical if route is not None else "unmatched",
+        status=response.status,
+        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        merchant=request.get("merchant"),
+        order_id=request.get("order_id"),
+    )
+    return response
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The raw body (the signature covers these exact bytes), within the size limit."""
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge("Request body is larger than the limit of 64 KiB") from None
+
+
+def parse_json_object(request: web.Request, body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or a 400 that says why not."""
+    if request.content_type != "application/json":
+        raise BadRequest("Content-Type must be application/json", code="invalid_content_type_error")
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BadRequest("The request body is not valid JSON", code="json_parser_error") from None
+    if not isinstance(value, dict):
+        raise BadRequest("The request body must be a JSON object", code="json_parser_error")
+    return value

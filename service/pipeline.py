@@ -1,0 +1,76 @@
+"""The steps every create endpoint shares once the caller is known: the Idempotency-Key,
+the order plan, the one-transaction write, and the response."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from service import idempotency
+from service.domain.identifiers import new_order_id
+from service.errors import ApiError
+from service.middleware import json_dumps
+from service.order_store import PreparedOrder, write_order
+from service.state import CONFIG, POOL
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderPlan:
+    """A validated order, ready to write: `prepare(order_id)` builds its rows."""
+
+    prepare: Callable[[str], PreparedOrder]
+    new_id: Callable[[], str] = new_order_id
+
+
+async def create_order(
+    request: web.Request,
+    body: bytes,
+    *,
+    idempotency_scope: str,
+    plan: Callable[[], OrderPlan],
+    reused_error: type[ApiError],
+) -> web.Response:
+    """Runs `plan()` (validation and the domain rules) and writes the order it returns.
+
+    With an Idempotency-Key the key is claimed first; a retry gets the stored response,
+    and any failure releases the claim so a corrected retry can use the key again.
+    """
+    app = request.app
+    pool = app[POOL]
+    key = idempotency.validate_key(request.headers.get(IDEMPOTENCY_HEADER))
+    claim: idempotency.IdempotencyClaim | None = None
+    if key is not None:
+        fingerprint = idempotency.request_hash(request.method, request.path_qs, body)
+        outcome = await idempotency.claim(
+            pool,
+            idempotency_scope,
+            key,
+            fingerprint,
+            app[CONFIG].idempotency_ttl_seconds,
+            reused_error,
+        )
+        if isinstance(outcome, idempotency.StoredResponse):
+            response = web.json_response(outcome.body, status=outcome.status, dumps=json_dumps)
+            response.headers[REPLAYED_HEADER] = "true"
+            return response
+        claim = outcome
+    try:
+        order_plan = plan()
+        prepared, reference = await write_order(pool, order_plan.prepare, order_plan.new_id, claim)
+    except BaseException:
+        if claim is not None:
+            # Shielded: a client that hangs up must not leave the key claimed.
+            await asyncio.shield(idempotency.release(pool, claim))
+        raise
+    body_out: Any = prepared.response_body
+    if reference is not None and isinstance(body_out, dict) and "order_id" in body_out:
+        body_out = {**body_out, "order_id": reference}
+    request["order_id"] = prepared.row["id"]
+    return web.json_response(body_out, status=prepared.response_status, dumps=json_dumps)

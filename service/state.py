@@ -1,0 +1,15 @@
+"""Typed keys for what the application holds."""
+
+from __future__ import annotations
+
+import asyncpg
+from aiohttp import web
+
+from events.broker import Broker
+from service.catalog import CatalogCache
+from service.config import Config
+
+CONFIG = web.AppKey("config", Config)
+POOL = web.AppKey("pool", asyncpg.Pool)
+CATALOG = web.AppKey("catalog", CatalogCache)
+BROKER = web.AppKey("broker", Broker)

@@ -1,0 +1,93 @@
+-- Upserts used by `catalog load`. Each returns the owner of the row it touched, so a file
+-- cannot move a key, buyer or period from one merchant to another by reusing its id.
+
+-- name: upsert_merchant
+INSERT INTO merchants (code, name, default_currency, order_prefix)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (code) DO UPDATE
+   SET name = EXCLUDED.name, default_currency = EXCLUDED.default_currency,
+       order_prefix = EXCLUDED.order_prefix
+RETURNING id;
+
+-- name: upsert_merchant_settings
+INSERT INTO merchant_settings (merchant_id, precheck_autocharge_desktop,
+                               precheck_autocharge_mobile, payment_page_url, default_host)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (merchant_id) DO UPDATE
+   SET precheck_autocharge_desktop = EXCLUDED.precheck_autocharge_desktop,
+       precheck_autocharge_mobile = EXCLUDED.precheck_autocharge_mobile,
+       payment_page_url = EXCLUDED.payment_page_url, default_host = EXCLUDED.default_host;
+
+-- name: upsert_merchant_key
+INSERT INTO merchant_keys AS k (public_key, merchant_id, secret, status)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (public_key) DO UPDATE
+   SET secret = EXCLUDED.secret, status = EXCLUDED.status
+ WHERE k.merchant_id = EXCLUDED.merchant_id
+RETURNING merchant_id;
+
+-- name: upsert_subbrand
+INSERT INTO subbrands (merchant_id, alias, host) VALUES ($1, $2, $3)
+ON CONFLICT (merchant_id, alias) DO UPDATE SET host = EXCLUDED.host;
+
+-- name: upsert_product
+INSERT INTO products (merchant_id, code, name, kind, billing_period, tier)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (merchant_id, code) DO UPDATE
+   SET name = EXCLUDED.name, kind = EXCLUDED.kind,
+       billing_period = EXCLUDED.billing_period, tier = EXCLUDED.tier
+RETURNING id;
+
+-- name: replace_product_prices
+WITH gone AS (
+    DELETE FROM product_prices
+     WHERE product_id = $1 AND currency <> ALL ($2::text[])
+)
+INSERT INTO product_prices (product_id, currency, amount)
+SELECT $1, c, a FROM unnest($2::text[], $3::bigint[]) AS t (c, a)
+ON CONFLICT (product_id, currency) DO UPDATE SET amount = EXCLUDED.amount;
+
+-- name: upsert_period
+INSERT INTO periods AS p (id, product_id, length, prices, payment_method)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (id) DO UPDATE
+   SET length = EXCLUDED.length, prices = EXCLUDED.prices,
+       payment_method = EXCLUDED.payment_method
+ WHERE p.product_id = EXCLUDED.product_id
+RETURNING product_id;
+
+-- name: upsert_coupon
+-- times_redeemed from the file seeds the counter (demo data); otherwise the live count stays.
+INSERT INTO coupons AS c (merchant_id, code, percent_off, amount_off, max_redemptions,
+                          times_redeemed, valid_from, valid_until, active)
+VALUES ($1, $2, $3, $4, $5, COALESCE($6, 0), $7, $8, $9)
+ON CONFLICT (merchant_id, code) DO UPDATE
+   SET percent_off = EXCLUDED.percent_off, amount_off = EXCLUDED.amount_off,
+       max_redemptions = EXCLUDED.max_redemptions,
+       times_redeemed = COALESCE($6, c.times_redeemed),
+       valid_from = EXCLUDED.valid_from, valid_until = EXCLUDED.valid_until,
+       active = EXCLUDED.active;
+
+-- name: upsert_buyer
+INSERT INTO buyers AS b (id, merchant_id, email) VALUES ($1, $2, $3)
+ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email
+ WHERE b.merchant_id = EXCLUDED.merchant_id
+RETURNING merchant_id;
+
+-- name: upsert_charge_method
+INSERT INTO charge_methods AS m (id, buyer_id, type, status) VALUES ($1, $2, $3, $4)
+ON CONFLICT (id) DO UPDATE SET type = EXCLUDED.type, status = EXCLUDED.status
+ WHERE m.buyer_id = EXCLUDED.buyer_id
+RETURNING buyer_id;
+
+-- name: upsert_subscription
+INSERT INTO subscriptions AS s (id, buyer_id, product_id, status, current_period_end)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (id) DO UPDATE
+   SET product_id = EXCLUDED.product_id, status = EXCLUDED.status,
+       current_period_end = EXCLUDED.current_period_end
+ WHERE s.buyer_id = EXCLUDED.buyer_id
+RETURNING buyer_id;
+
+-- name: notify_catalog_changed
+SELECT pg_notify($1, '');

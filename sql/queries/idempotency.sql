@@ -1,0 +1,27 @@
+-- name: idempotency_claim
+-- Inserts an in-progress claim, takes over an expired record or a stale claim, or returns
+-- the existing record unchanged (claimed = false). Returns no row only when another
+-- request holds the row locked at this moment.
+WITH claimed AS (
+    INSERT INTO idempotency_keys AS k (scope, key, request_hash, status)
+    VALUES ($1, $2, $3, 'in_progress')
+    ON CONFLICT (scope, key) DO UPDATE
+       SET request_hash = EXCLUDED.request_hash, status = 'in_progress',
+           response_status = NULL, response_body = NULL, order_id = NULL,
+           created_at = now(), locked_at = now()
+     WHERE k.created_at < now() - make_interval(secs => $4)
+        OR (k.status = 'in_progress' AND k.locked_at < now() - make_interval(secs => $5)
+            AND k.request_hash = EXCLUDED.request_hash)
+    RETURNING k.request_hash, k.status, k.response_status, k.response_body, true AS claimed
+)
+SELECT request_hash, status, response_status, response_body, claimed FROM claimed
+UNION ALL
+SELECT request_hash, status, response_status, response_body, false
+  FROM idempotency_keys
+ WHERE scope = $1 AND key = $2 AND NOT EXISTS (SELECT 1 FROM claimed);
+
+-- name: idempotency_release
+DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND status = 'in_progress';
+
+-- name: idempotency_prune
+DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1);
