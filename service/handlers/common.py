@@ -1,0 +1,95 @@
+"""What the merchant endpoints share: reading a signed request, loading a body with a
+schema, and the columns every order row carries."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from marshmallow import Schema, ValidationError
+
+from schemas.common import flatten_errors
+from service.auth.merchant import MerchantRequest, authenticate, read_merchant_headers
+from service.catalog import Merchant
+from service.errors import ValidationFailed
+from service.middleware import parse_json_object, read_body
+from service.state import CATALOG, CONFIG
+
+# Every column of `orders`: jsonb_populate_record fills absent keys with NULL, not with
+# the column default, so each row starts from this and sets what it knows.
+ORDER_COLUMNS = (
+    "id", "merchant_id", "family", "status", "reference", "currency", "base_amount",
+    "discount_percent", "discount_amount", "coupon_id", "coupon_code", "coupon_amount",
+    "total_amount", "autocharge", "autocharge_explicit", "is_mobile", "subbrand",
+    "payment_url", "sequence", "buyer_id", "buyer", "charge_method_id", "customer_account",
+    "buyer_ip", "source", "source_id", "ga_client_id", "request_token", "metadata",
+    "details", "created_at",
+)  # fmt: skip
+
+
+def order_row(**values: Any) -> dict[str, Any]:
+    unknown = set(values) - set(ORDER_COLUMNS)
+    if unknown:
+        raise KeyError(f"not columns of orders: {sorted(unknown)}")
+    row: dict[str, Any] = dict.fromkeys(ORDER_COLUMNS)
+    row.update(status="created", discount_amount=0, coupon_amount=0)
+    row.update(values)
+    return row
+
+
+def merchant_order_columns(ctx: MerchantRequest, created_at: datetime) -> dict[str, Any]:
+    """The columns a signed merchant request gives every order it creates."""
+    return {
+        "merchant_id": ctx.merchant.id,
+        "buyer_ip": ctx.buyer_ip,
+        "source": ctx.source,
+        "source_id": ctx.source_id,
+        "ga_client_id": ctx.ga_client_id,
+        "request_token": ctx.token,
+        "created_at": created_at.isoformat(),
+    }
+
+
+def merchant_scope(merchant: Merchant) -> str:
+    """Idempotency keys of merchant endpoints are scoped to the merchant."""
+    return f"merchant:{merchant.id}"
+
+
+def request_headers_for_event(ctx: MerchantRequest) -> dict[str, Any]:
+    return {
+        "buyerIp": ctx.buyer_ip,
+        "source": ctx.source,
+        "id": ctx.source_id,
+        "googleAnalyticsClientId": ctx.ga_client_id,
+    }
+
+
+async def read_signed_request(
+    request: web.Request, *, ga_required: bool, json_body: bool = True
+) -> tuple[bytes, dict[str, Any], MerchantRequest]:
+    """Body bytes, the parsed JSON object and the authenticated merchant context.
+
+    Order of checks: size limit, signature (401), other headers (422), then the body (400).
+    """
+    body = await read_body(request)
+    merchant, token = authenticate(
+        request, body, request.app[CATALOG].current, request.app[CONFIG].signature_window_seconds
+    )
+    request["merchant"] = merchant.code
+    ctx = read_merchant_headers(request, merchant, token, ga_required=ga_required)
+    data = parse_json_object(request, body) if json_body else {}
+    return body, data, ctx
+
+
+def load_or_422(schema: Schema, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The body loaded by `schema`, or a 422 listing every bad field by its path."""
+    try:
+        loaded: dict[str, Any] = schema.load(data)
+    except ValidationError as exc:
+        fields = flatten_errors(exc.messages)
+        raise ValidationFailed(
+            "The request has invalid fields: " + ", ".join(fields), fields=fields
+        ) from None
+    return loaded

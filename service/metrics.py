@@ -1,0 +1,55 @@
+"""Prometheus metrics of the service. Declared once here; every module imports what it
+counts. /metrics (service/handlers/metrics.py) renders them."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+HTTP_REQUESTS = Counter(
+    "order_service_http_requests_total",
+    "HTTP requests answered, by route template, method and status.",
+    ["route", "method", "status"],
+)
+HTTP_REQUEST_DURATION = Histogram(
+    "order_service_http_request_duration_seconds",
+    "Time from request to response, by route template and method.",
+    ["route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+ORDERS_CREATED = Counter(
+    "order_service_orders_created_total",
+    "Orders committed, by endpoint family.",
+    ["family"],
+)
+OUTBOX_BACKLOG = Gauge(
+    "order_service_outbox_backlog",
+    "Events in the outbox not yet confirmed by the broker.",
+    multiprocess_mode="max",
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "order_service_outbox_oldest_unsent_age_seconds",
+    "Age of the oldest event not yet confirmed by the broker.",
+    multiprocess_mode="max",
+)
+EVENTS_PUBLISHED = Counter(
+    "order_service_events_published_total",
+    "Events published to RabbitMQ and confirmed.",
+)
+EVENT_PUBLISH_FAILURES = Counter(
+    "order_service_event_publish_failures_total",
+    "Publish attempts that failed (broker down, nack, timeout); the event stays in the outbox.",
+)
+EVENTS_UNROUTABLE = Counter(
+    "order_service_events_unroutable_total",
+    "Events the broker returned as unroutable (no queue bound for the routing key).",
+)
+DB_POOL_SIZE = Gauge(
+    "order_service_db_pool_size",
+    "Connections open in the database pool.",
+    multiprocess_mode="livesum",
+)
+DB_POOL_IN_USE = Gauge(
+    "order_service_db_pool_in_use",
+    "Connections of the pool currently handed out.",
+    multiprocess_mode="livesum",
+)
