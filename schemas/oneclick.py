@@ -1,0 +1,151 @@
+"""POST /api/v3/buyers/{buyerId}/oneclick: the request body and the response shapes.
+
+The document's rules that need no catalog are checked here: which fields each action takes
+(rule 2) and that a subscription is acted on by at most one entry (rule 1). Rules that need
+the catalog (buyer, payment method, subscriptions, tiers, prices) live in
+service/domain/oneclick.py.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from schemas.common import CurrencyCode, MetaData, StrictBoolean, StrictString
+from service.domain.oneclick import (
+    ACTIONS,
+    DOWNGRADE,
+    MAX_PRODUCTS,
+    PURCHASE,
+    RENEW,
+    SUBSCRIPTION_ACTIONS,
+    UPGRADE,
+    OneclickItemRequest,
+    OneclickRequest,
+    item_path,
+)
+
+# Rule 2: the fields each action takes; every one of them is required.
+ACTION_FIELDS: dict[str, frozenset[str]] = {
+    PURCHASE: frozenset({"productCode"}),
+    UPGRADE: frozenset({"productCode", "subscriptionId"}),
+    DOWNGRADE: frozenset({"productCode", "subscriptionId"}),
+    RENEW: frozenset({"subscriptionId"}),
+}
+ITEM_FIELDS = ("productCode", "subscriptionId")
+
+
+class StrictUUID(fields.UUID):
+    """A UUID written as a JSON string (not a number or an array of bytes)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> uuid.UUID:
+        if not isinstance(value, str):
+            raise ValidationError("must be a UUID string")
+        result: uuid.UUID = super()._deserialize(value, attr, data, **kwargs)
+        return result
+
+
+class OneclickProductSchema(Schema):
+    action = StrictString(
+        required=True,
+        validate=validate.OneOf(ACTIONS, error="must be one of: " + ", ".join(ACTIONS)),
+    )
+    product_code = StrictString(data_key="productCode", validate=validate.Length(1, 100))
+    subscription_id = StrictUUID(data_key="subscriptionId")
+
+    @validates_schema
+    def fields_belong_to_action(self, data: dict[str, Any], **_: Any) -> None:
+        """Rule 2: purchase takes productCode only; upgrade and downgrade take both;
+        renew takes subscriptionId only (the subscription's own product renews)."""
+        action = data["action"]
+        takes = ACTION_FIELDS[action]
+        present = {
+            "productCode": "product_code" in data,
+            "subscriptionId": "subscription_id" in data,
+        }
+        problems: dict[str, list[str]] = {}
+        for name in ITEM_FIELDS:
+            if name in takes and not present[name]:
+                problems[name] = [f"required for action {action!r}"]
+            elif name not in takes and present[name]:
+                problems[name] = [f"not allowed for action {action!r}"]
+        if problems:
+            raise ValidationError(problems)
+
+
+class OneclickRequestSchema(Schema):
+    is_mobile = StrictBoolean(data_key="isMobile", required=True)
+    charge_method_id = StrictString(
+        data_key="chargeMethodId", required=True, validate=validate.Length(1, 100)
+    )
+    # Absent: the merchant's default currency (resolved by the domain rules).
+    currency = CurrencyCode(load_default=None)
+    metadata = MetaData(data_key="metaData", load_default=None, allow_none=True)
+    products = fields.List(
+        fields.Nested(OneclickProductSchema),
+        required=True,
+        validate=validate.Length(1, MAX_PRODUCTS, error=f"1 to {MAX_PRODUCTS} entries"),
+    )
+
+    @validates_schema
+    def subscriptions_are_unique(self, data: dict[str, Any], **_: Any) -> None:
+        """Rule 1: upgrade, renew and downgrade of one subscription cannot be combined;
+        every entry naming the same subscription is listed, each naming the others."""
+        positions: defaultdict[uuid.UUID, list[int]] = defaultdict(list)
+        for position, item in enumerate(data["products"]):
+            if item["action"] in SUBSCRIPTION_ACTIONS:
+                positions[item["subscription_id"]].append(position)
+        problems: dict[str, list[str]] = {}
+        for subscription_id, shared in positions.items():
+            if len(shared) < 2:
+                continue
+            for position in shared:
+                others = ", ".join(item_path(p) for p in shared if p != position)
+                problems[item_path(position, "subscriptionId")] = [
+                    f"subscription {subscription_id} is also in {others}; one subscription "
+                    "may be upgraded, downgraded or renewed only once per request"
+                ]
+        if problems:
+            raise ValidationError(problems)
+
+
+def to_oneclick_request(loaded: dict[str, Any]) -> OneclickRequest:
+    """The loaded body as the typed command the domain rules take."""
+    return OneclickRequest(
+        is_mobile=loaded["is_mobile"],
+        charge_method_id=loaded["charge_method_id"],
+        currency=loaded["currency"],
+        metadata=loaded["metadata"],
+        products=tuple(
+            OneclickItemRequest(
+                action=item["action"],
+                product_code=item.get("product_code"),
+                subscription_id=item.get("subscription_id"),
+            )
+            for item in loaded["products"]
+        ),
+    )
+
+
+class OneclickOrderIdSchema(Schema):
+    id = fields.String(
+        required=True,
+        metadata={"description": "The order's 8-character base62 id", "example": "NG1pqx4q"},
+    )
+
+
+class OneclickMetaSchema(Schema):
+    type = fields.String(required=True, metadata={"example": "entity"})
+
+
+class OneclickResponseSchema(Schema):
+    """200: the order created (the same shape for every action)."""
+
+    data = fields.Nested(OneclickOrderIdSchema, required=True)
+    meta = fields.Nested(OneclickMetaSchema, required=True)
+
+
+ONECLICK_REQUEST = OneclickRequestSchema()
