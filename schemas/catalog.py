@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
@@ -166,26 +167,55 @@ def _duplicates(errors: dict[str, Any], name: str, values: list[str], attr: str)
         seen.add(value)
 
 
+def _globally_unique_ids(
+    merchant: dict[str, Any],
+) -> Iterator[tuple[tuple[str | int, ...], str, str]]:
+    """(path inside the merchant, kind, value) of every id that is a primary key of its
+    table, so unique across the whole file and not only within one merchant."""
+    for k, key in enumerate(merchant["keys"]):
+        yield ("keys", k, "public_key"), "key", key["public_key"]
+    for p, product in enumerate(merchant["products"]):
+        for i, period in enumerate(product["periods"]):
+            yield ("products", p, "periods", i, "id"), "period", period["id"]
+    for b, buyer in enumerate(merchant["buyers"]):
+        yield ("buyers", b, "id"), "buyer", str(buyer["id"])
+        for c, method in enumerate(buyer["charge_methods"]):
+            yield ("buyers", b, "charge_methods", c, "id"), "charge method", method["id"]
+        for s, sub in enumerate(buyer["subscriptions"]):
+            yield ("buyers", b, "subscriptions", s, "id"), "subscription", str(sub["id"])
+
+
+def _error_path(path: tuple[str | int, ...]) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)[1:]
+
+
+def _set_error(errors: dict[Any, Any], path: tuple[str | int, ...], message: str) -> None:
+    node = errors
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+    node.setdefault(path[-1], []).append(message)
+
+
 class CatalogSchema(Schema):
     merchants = fields.List(fields.Nested(MerchantSchema), required=True)
 
     @validates_schema
     def unique_across_merchants(self, data: dict[str, Any], **_: Any) -> None:
-        errors: dict[str, Any] = {}
+        errors: dict[Any, Any] = {}
         _duplicates(errors, "merchants", [m["code"] for m in data["merchants"]], "code")
-        seen: dict[str, str] = {}
+        first_seen: dict[tuple[str, str], str] = {}
         for m, merchant in enumerate(data["merchants"]):
-            for kind, items, attr in (
-                ("keys", merchant["keys"], "public_key"),
-                ("buyers", merchant["buyers"], "id"),
-            ):
-                for i, item in enumerate(items):
-                    value = f"{kind}:{item[attr]}"
-                    if value in seen:
-                        errors.setdefault("merchants", {}).setdefault(m, {}).setdefault(kind, {})[
-                            i
-                        ] = {attr: [f"already used by {seen[value]}"]}
-                    seen[value] = f"merchant {merchant['code']!r}"
+            for inner, kind, value in _globally_unique_ids(merchant):
+                path = ("merchants", m, *inner)
+                where = _error_path(path[:-1])
+                if (kind, value) in first_seen:
+                    _set_error(
+                        errors,
+                        path,
+                        f"duplicate {kind} id {value!r}, already used at {first_seen[kind, value]}",
+                    )
+                else:
+                    first_seen[kind, value] = where
         if errors:
             raise ValidationError(errors)
 

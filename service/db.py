@@ -32,9 +32,29 @@ async def create_connection(url: str) -> asyncpg.Connection:
     return conn
 
 
+class TimedPool(asyncpg.Pool):  # type: ignore[misc]
+    """A pool whose acquire() gives up after `acquire_timeout` seconds unless the caller
+    passes its own timeout. asyncpg waits forever by default: with the database down or
+    every connection busy, a request would hang instead of answering 503."""
+
+    def __init__(self, *args: Any, acquire_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.acquire_timeout = acquire_timeout
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
+
+
 async def create_pool(config: Config) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(
+    # The keyword arguments asyncpg.create_pool would pass, for our Pool subclass.
+    pool = await TimedPool(
         config.database_url,
+        acquire_timeout=config.db_acquire_timeout,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
+        max_queries=50000,
+        max_inactive_connection_lifetime=300.0,
+        loop=None,
         min_size=config.db_pool_min,
         max_size=config.db_pool_max,
         init=_init_connection,
@@ -46,6 +66,7 @@ async def create_pool(config: Config) -> asyncpg.Pool:
             "application_name": "order-service",
         },
         command_timeout=max(config.db_statement_timeout_ms / 1000 + 1, 2),
+        # The connect timeout; the wait for a connection is TimedPool's acquire_timeout.
         timeout=config.db_acquire_timeout,
     )
     log.info("database_pool_open", dsn=config.database_url_redacted, max_size=config.db_pool_max)
@@ -81,7 +102,9 @@ async def ensure_database(url: str) -> bool:
         quoted = await admin.fetchval("SELECT quote_ident($1)", name)
         try:
             await admin.execute(f"CREATE DATABASE {quoted}")
-        except asyncpg.DuplicateDatabaseError:
+        except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+            # Another instance created it first: when both pass the existence check at
+            # once, the loser gets a unique violation on pg_database instead.
             return False
     finally:
         await admin.close()

@@ -2,12 +2,26 @@
 -- cannot move a key, buyer or period from one merchant to another by reusing its id.
 
 -- name: upsert_merchant
-INSERT INTO merchants (code, name, default_currency, order_prefix)
-VALUES ($1, $2, $3, $4)
-ON CONFLICT (code) DO UPDATE
-   SET name = EXCLUDED.name, default_currency = EXCLUDED.default_currency,
-       order_prefix = EXCLUDED.order_prefix
-RETURNING id;
+-- Update first and insert only a merchant that is new: INSERT .. ON CONFLICT fires the
+-- BEFORE INSERT trigger even when it ends in an update, which would leave a new, unused
+-- order-number sequence behind on every re-load.
+WITH updated AS (
+    UPDATE merchants
+       SET name = $2, default_currency = $3, order_prefix = $4
+     WHERE code = $1
+ RETURNING id
+), inserted AS (
+    INSERT INTO merchants (code, name, default_currency, order_prefix)
+    SELECT $1, $2, $3, $4
+     WHERE NOT EXISTS (SELECT FROM updated)
+    ON CONFLICT (code) DO UPDATE
+       SET name = EXCLUDED.name, default_currency = EXCLUDED.default_currency,
+           order_prefix = EXCLUDED.order_prefix
+    RETURNING id
+)
+SELECT id FROM updated
+UNION ALL
+SELECT id FROM inserted;
 
 -- name: upsert_merchant_settings
 INSERT INTO merchant_settings (merchant_id, precheck_autocharge_desktop,

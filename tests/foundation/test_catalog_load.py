@@ -1,0 +1,363 @@
+"""`catalog load`: the demo file, a re-load, and bad files refused whole with a named error."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+
+from service.catalog_load import CatalogFileError, load_catalog_file
+from tests.conftest import DEMO_CATALOG
+
+ORDER_SERVICE = str(Path(sys.executable).parent / "order-service")
+CATALOG_TABLES = (
+    "merchants",
+    "merchant_keys",
+    "merchant_settings",
+    "subbrands",
+    "products",
+    "product_prices",
+    "coupons",
+    "buyers",
+    "charge_methods",
+    "subscriptions",
+    "periods",
+)
+Document = dict[str, Any]
+
+
+def demo() -> Document:
+    document: Document = orjson.loads(DEMO_CATALOG.read_bytes())
+    return document
+
+
+def write(tmp_path: Path, document: Document | bytes) -> Path:
+    path = tmp_path / "catalog.json"
+    path.write_bytes(document if isinstance(document, bytes) else orjson.dumps(document))
+    return path
+
+
+async def dump(url: str) -> dict[str, list[str]]:
+    """Every row of every catalog table (as sorted JSON text), and the sequences that
+    loading makes, so two dumps are equal exactly when nothing changed."""
+    conn = await asyncpg.connect(url)
+    try:
+        tables = {
+            # A fixed list of our own table names, not input: safe to format in.
+            table: sorted(
+                r[0] for r in await conn.fetch(f"SELECT to_jsonb(t)::text FROM {table} t")
+            )
+            for table in CATALOG_TABLES
+        }
+        tables["sequences"] = sorted(
+            r[0] for r in await conn.fetch("SELECT relname FROM pg_class WHERE relkind = 'S'")
+        )
+        return tables
+    finally:
+        await conn.close()
+
+
+def _rows(snapshot: dict[str, list[str]]) -> int:
+    return sum(len(rows) for name, rows in snapshot.items() if name != "sequences")
+
+
+async def test_the_demo_catalog_loads(migrated_database_url: str) -> None:
+    summary = await load_catalog_file(migrated_database_url, DEMO_CATALOG)
+
+    document = demo()
+    merchants = document["merchants"]
+    products = [p for m in merchants for p in m["products"]]
+    buyers = [b for m in merchants for b in m.get("buyers", [])]
+    assert summary == {
+        "merchants": len(merchants),
+        "products": len(products),
+        "coupons": sum(len(m.get("coupons", [])) for m in merchants),
+        "buyers": len(buyers),
+    }
+    snapshot = await dump(migrated_database_url)
+    expected = {
+        "merchants": len(merchants),
+        "merchant_settings": len(merchants),
+        "merchant_keys": sum(len(m.get("keys", [])) for m in merchants),
+        "subbrands": sum(len(m.get("subbrands", [])) for m in merchants),
+        "products": len(products),
+        "product_prices": sum(len(p["prices"]) for p in products),
+        "periods": sum(len(p.get("periods", [])) for p in products),
+        "buyers": len(buyers),
+        "charge_methods": sum(len(b.get("charge_methods", [])) for b in buyers),
+        "subscriptions": sum(len(b.get("subscriptions", [])) for b in buyers),
+    }
+    assert {table: len(snapshot[table]) for table in expected} == expected
+    assert len(merchants) >= 2 and expected["periods"] > 0
+
+
+async def test_loading_the_same_file_again_changes_nothing(migrated_database_url: str) -> None:
+    await load_catalog_file(migrated_database_url, DEMO_CATALOG)
+    before = await dump(migrated_database_url)
+
+    await load_catalog_file(migrated_database_url, DEMO_CATALOG)
+
+    assert await dump(migrated_database_url) == before
+
+
+async def test_a_changed_file_updates_the_catalog(
+    migrated_database_url: str, tmp_path: Path
+) -> None:
+    await load_catalog_file(migrated_database_url, DEMO_CATALOG)
+    document = demo()
+    product = document["merchants"][0]["products"][0]
+    product["prices"] = {"USD": 1234}
+    await load_catalog_file(migrated_database_url, write(tmp_path, document))
+
+    conn = await asyncpg.connect(migrated_database_url)
+    try:
+        prices = await conn.fetch(
+            "SELECT pp.currency, pp.amount FROM product_prices pp"
+            " JOIN products p ON p.id = pp.product_id WHERE p.code = $1",
+            product["code"],
+        )
+    finally:
+        await conn.close()
+    assert [(r["currency"], r["amount"]) for r in prices] == [("USD", 1234)]
+
+
+def _set(path: str, value: Any) -> Callable[[Document], None]:
+    """A change to the demo document at a dotted path such as `merchants.0.name`."""
+
+    def change(document: Document) -> None:
+        *parents, last = path.split(".")
+        node: Any = document
+        for part in parents:
+            node = node[int(part)] if part.isdigit() else node[part]
+        node[int(last) if last.isdigit() else last] = value
+
+    return change
+
+
+def _drop(path: str) -> Callable[[Document], None]:
+    def change(document: Document) -> None:
+        *parents, last = path.split(".")
+        node: Any = document
+        for part in parents:
+            node = node[int(part)] if part.isdigit() else node[part]
+        del node[last]
+
+    return change
+
+
+ADEPRIMO = "merchants.2"
+BAD_FILES: dict[str, tuple[Callable[[Document], None], list[str]]] = {
+    "negative price": (
+        _set("merchants.0.products.3.prices.EUR", -1),
+        ["merchants[0].products[3].prices.EUR", "must be >= 0"],
+    ),
+    "unknown currency": (
+        _set("merchants.0.products.0.prices.ABC", 100),
+        ["merchants[0].products[0].prices.ABC", "ISO 4217"],
+    ),
+    "percent_off and amount_off together": (
+        _set("merchants.0.coupons.0.amount_off", {"USD": 100}),
+        ["merchants[0].coupons[0]", "percent_off or amount_off, never both"],
+    ),
+    "subscription of an unknown product": (
+        _set("merchants.0.buyers.0.subscriptions.0.product_code", "no_such_product"),
+        ["merchants[0].buyers[0].subscriptions[0].product_code", "no product with this code"],
+    ),
+    "duplicate product code": (
+        _set("merchants.0.products.1.code", "basic_1m"),
+        ["merchants[0].products[1].code", "duplicate code 'basic_1m'"],
+    ),
+    "key of another merchant in the same file": (
+        _set("merchants.1.keys.0.public_key", "pk_eyezy_1"),
+        ["merchants[1].keys[0].public_key", "already used at merchants[0].keys[0]"],
+    ),
+    "duplicate period id": (
+        _set(f"{ADEPRIMO}.products.1.periods.0.id", "5cb804811d41c82b5c518ea8"),
+        ["merchants[2].products[1].periods[0].id", "duplicate period id"],
+    ),
+    "duplicate charge method id": (
+        _set("merchants.1.buyers.0.charge_methods.0.id", "cm_ann_visa"),
+        [
+            "merchants[1].buyers[0].charge_methods[0].id",
+            "already used at merchants[0].buyers[0].charge_methods[0]",
+        ],
+    ),
+    "missing required field": (
+        _drop("merchants.0.name"),
+        ["merchants[0].name", "Missing data for required field"],
+    ),
+    "unknown field": (
+        _set("merchants.0.colour", "blue"),
+        ["merchants[0].colour", "Unknown field"],
+    ),
+    "price that is not an integer": (
+        _set("merchants.0.products.0.prices.USD", 9.99),
+        ["merchants[0].products[0].prices.USD", "integer"],
+    ),
+}
+
+
+@pytest.fixture(params=sorted(BAD_FILES))
+def bad_file(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, list[str]]:
+    change, expected = BAD_FILES[request.param]
+    document = demo()
+    change(document)
+    return write(tmp_path, document), expected
+
+
+async def test_a_bad_file_is_refused_naming_the_entry_and_nothing_is_written(
+    migrated_database_url: str, bad_file: tuple[Path, list[str]]
+) -> None:
+    path, expected = bad_file
+
+    with pytest.raises(CatalogFileError) as refused:
+        await load_catalog_file(migrated_database_url, path)
+
+    for fragment in expected:
+        assert fragment in str(refused.value)
+    assert _rows(await dump(migrated_database_url)) == 0
+
+
+async def test_the_demo_period_id_is_the_one_the_duplicate_case_reuses() -> None:
+    # Keeps the "duplicate period id" case honest if the demo file changes.
+    periods = [p["id"] for p in demo()["merchants"][2]["products"][0]["periods"]]
+    assert "5cb804811d41c82b5c518ea8" in periods
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b'{"merchants": [', "not valid JSON"),
+        (b"[]", "invalid catalog"),
+        (b"{}", "merchants: Missing data for required field"),
+    ],
+)
+async def test_a_file_that_is_not_a_catalog_is_refused(
+    migrated_database_url: str, tmp_path: Path, raw: bytes, expected: str
+) -> None:
+    with pytest.raises(CatalogFileError, match=expected):
+        await load_catalog_file(migrated_database_url, write(tmp_path, raw))
+
+
+async def test_a_missing_file_is_refused(migrated_database_url: str, tmp_path: Path) -> None:
+    with pytest.raises(CatalogFileError, match="No such file"):
+        await load_catalog_file(migrated_database_url, tmp_path / "nope.json")
+
+
+def _new_merchant(code: str, **entries: Any) -> Document:
+    """A merchant the database does not know yet: the demo's second merchant, renamed,
+    with only its settings, subbrands and products (no ids shared with anyone)."""
+    merchant: Document = demo()["merchants"][1]
+    merchant.update(code=code, name=code.title(), keys=[], buyers=[], coupons=[])
+    for product in merchant["products"]:
+        product["periods"] = []
+    merchant.update(entries)
+    return merchant
+
+
+def _newcomers_then(**entries: Any) -> Document:
+    """A valid file whose first merchant is new, so a partial write would show, and whose
+    second merchant carries `entries`."""
+    return {"merchants": [_new_merchant("newcomer"), _new_merchant("latecomer", **entries)]}
+
+
+@pytest.mark.parametrize(
+    ("entries", "expected"),
+    [
+        (
+            {"keys": [{"public_key": "pk_eyezy_1", "secret": "stolen_secret"}]},
+            "key 'pk_eyezy_1' belongs to another merchant",
+        ),
+        (
+            {"buyers": [{"id": "9b2f6c1e-4a57-4f0e-9d0c-2f7a1f0c3b11", "email": "x@example.com"}]},
+            "buyer 9b2f6c1e-4a57-4f0e-9d0c-2f7a1f0c3b11 belongs to another merchant",
+        ),
+        (
+            {
+                "buyers": [
+                    {
+                        "id": "00000000-0000-4000-8000-000000000001",
+                        "email": "x@example.com",
+                        "charge_methods": [{"id": "cm_ann_visa", "type": "card"}],
+                    }
+                ]
+            },
+            "charge method 'cm_ann_visa' belongs to another buyer",
+        ),
+        (
+            {
+                "products": [
+                    {
+                        "code": "weekly",
+                        "name": "Weekly",
+                        "kind": "one_time",
+                        "prices": {"SEK": 100},
+                        "periods": [
+                            {
+                                "id": "5cb804811d41c82b5c518ea8",
+                                "length": "P7D",
+                                "prices": {"SEK": 100},
+                                "payment_method": "card",
+                            }
+                        ],
+                    }
+                ]
+            },
+            "period '5cb804811d41c82b5c518ea8' belongs to another product",
+        ),
+    ],
+)
+async def test_an_id_owned_by_another_merchant_in_the_database_is_refused(
+    migrated_database_url: str, tmp_path: Path, entries: dict[str, Any], expected: str
+) -> None:
+    await load_catalog_file(migrated_database_url, DEMO_CATALOG)
+    before = await dump(migrated_database_url)
+
+    with pytest.raises(CatalogFileError, match=expected):
+        await load_catalog_file(migrated_database_url, write(tmp_path, _newcomers_then(**entries)))
+
+    assert await dump(migrated_database_url) == before
+
+
+async def _cli(url: str, *args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        ORDER_SERVICE,
+        *args,
+        env={**os.environ, "DATABASE_URL": url},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+async def test_the_cli_refuses_a_bad_file_with_status_1(
+    migrated_database_url: str, tmp_path: Path
+) -> None:
+    document = demo()
+    document["merchants"][0]["products"][3]["prices"]["EUR"] = -1
+    path = write(tmp_path, document)
+
+    status, _, stderr = await _cli(migrated_database_url, "catalog", "load", str(path))
+
+    assert status == 1
+    assert "merchants[0].products[3].prices.EUR: must be >= 0" in stderr
+    assert str(path) in stderr
+    assert _rows(await dump(migrated_database_url)) == 0
+
+
+async def test_the_cli_loads_the_demo_file(migrated_database_url: str) -> None:
+    status, stdout, stderr = await _cli(migrated_database_url, "catalog", "load", str(DEMO_CATALOG))
+
+    assert status == 0, stderr
+    line = orjson.loads(stdout.splitlines()[-1])
+    assert line["event"] == "catalog_loaded"
+    assert line["merchants"] == len(demo()["merchants"])

@@ -1,0 +1,96 @@
+"""Configuration: defaults, and a bad value stops the process with status 2 naming it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from service.config import DEFAULT_AMQP_URL, DEFAULT_DATABASE_URL, ConfigError, load_config
+
+ORDER_SERVICE = str(Path(sys.executable).parent / "order-service")
+
+
+def test_defaults_work_on_a_machine_with_local_services() -> None:
+    config = load_config({})
+    assert config.database_url == DEFAULT_DATABASE_URL
+    assert not config.database_url_explicit
+    assert config.amqp_url == DEFAULT_AMQP_URL
+    assert (config.host, config.port) == ("0.0.0.0", 8080)
+    assert (config.log_level, config.log_format) == ("info", "json")
+    assert config.migrate_on_start
+
+
+def test_values_are_read_from_the_environment() -> None:
+    config = load_config(
+        {
+            "DATABASE_URL": "postgresql://app:pw@db.internal:6432/orders",
+            "PORT": "9000",
+            "LOG_LEVEL": "DEBUG",
+            "LOG_FORMAT": "console",
+            "MIGRATE_ON_START": "false",
+        }
+    )
+    assert config.database_url_explicit
+    assert config.database_url_redacted == "postgresql://app:***@db.internal:6432/orders"
+    assert (config.port, config.log_level, config.log_format) == (9000, "debug", "console")
+    assert not config.migrate_on_start
+
+
+def test_an_empty_value_means_the_default() -> None:
+    config = load_config({"PORT": "", "DATABASE_URL": ""})
+    assert config.port == 8080
+    assert not config.database_url_explicit
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PORT", "abc"),
+        ("PORT", "70000"),
+        ("LOG_LEVEL", "loud"),
+        ("LOG_FORMAT", "xml"),
+        ("DATABASE_URL", "mysql://x"),
+        ("AMQP_URL", "http://rabbit"),
+        ("MIGRATE_ON_START", "maybe"),
+        ("DB_POOL_MAX", "0"),
+    ],
+)
+def test_a_bad_value_names_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_config({variable: value})
+    assert refused.value.variable == variable
+    assert str(refused.value).startswith(f"{variable}: ")
+
+
+def test_pool_bounds_are_checked_together() -> None:
+    with pytest.raises(ConfigError, match="DB_POOL_MIN: must not exceed DB_POOL_MAX"):
+        load_config({"DB_POOL_MIN": "20", "DB_POOL_MAX": "5"})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("PORT", "abc"), ("LOG_LEVEL", "loud"), ("DATABASE_URL", "mysql://x")],
+)
+@pytest.mark.parametrize(
+    "command",
+    [[ORDER_SERVICE, "migrate"], [sys.executable, "-m", "service.devrun"]],
+    ids=["order-service migrate", "make run"],
+)
+def test_the_process_stops_with_status_2_naming_the_variable(
+    command: list[str], variable: str, value: str
+) -> None:
+    result = subprocess.run(
+        command,
+        env={**os.environ, variable: value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert f"configuration error: {variable}: invalid value {value!r}" in result.stderr
+    assert result.stdout == ""  # stopped before doing anything
