@@ -12,6 +12,7 @@ from service.domain.money import is_currency
 METADATA_MAX_KEYS = 50
 METADATA_MAX_KEY_LENGTH = 40
 METADATA_MAX_STRING_LENGTH = 500
+NUL_MESSAGE = "must not contain NUL (U+0000) characters"
 
 
 def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
@@ -87,11 +88,14 @@ class StrictInteger(fields.Integer):
 
 
 class StrictString(fields.String):
-    """Only JSON strings, not numbers turned into text."""
+    """Only JSON strings, not numbers turned into text, and without NUL characters
+    (PostgreSQL text and jsonb cannot hold U+0000)."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         if not isinstance(value, str):
             raise ValidationError("must be a string")
+        if "\x00" in value:
+            raise ValidationError(NUL_MESSAGE)
         result: str = super()._deserialize(value, attr, data, **kwargs)
         return result
 
@@ -111,6 +115,8 @@ class MetaData(fields.Field[dict[str, Any]]):
         for key, item in value.items():
             if not 1 <= len(key) <= METADATA_MAX_KEY_LENGTH:
                 problems[key] = [f"keys are 1 to {METADATA_MAX_KEY_LENGTH} characters"]
+            elif "\x00" in key or (isinstance(item, str) and "\x00" in item):
+                problems[key] = [NUL_MESSAGE]
             elif isinstance(item, str):
                 if len(item) > METADATA_MAX_STRING_LENGTH:
                     problems[key] = [f"strings are at most {METADATA_MAX_STRING_LENGTH} characters"]

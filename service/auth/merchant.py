@@ -111,6 +111,10 @@ def read_merchant_headers(
     buyer_ip = values["x-buyer-ip"]
     if buyer_ip is not None:
         try:
+            # A zone ("fe80::1%eth0") names an interface of the sender's machine, not the
+            # buyer; PostgreSQL's inet refuses it too.
+            if "%" in buyer_ip:
+                raise ValueError("scoped address")
             buyer_ip = str(ipaddress.ip_address(buyer_ip))
         except ValueError:
             problems["headers.x-buyer-ip"] = ["must be an IPv4 or IPv6 address"]

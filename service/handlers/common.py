@@ -83,6 +83,17 @@ async def read_signed_request(
     return body, data, ctx
 
 
+async def read_signed_read_request(request: web.Request) -> Merchant:
+    """The merchant of a signed read (GET): only x-public-key, x-date and x-token count,
+    since a read creates no order that would keep the buyer's headers."""
+    body = await read_body(request)
+    merchant, _ = authenticate(
+        request, body, request.app[CATALOG].current, request.app[CONFIG].signature_window_seconds
+    )
+    request["merchant"] = merchant.code
+    return merchant
+
+
 def load_or_422(schema: Schema, data: Mapping[str, Any]) -> dict[str, Any]:
     """The body loaded by `schema`, or a 422 listing every bad field by its path."""
     try:
