@@ -1,16 +1,33 @@
-"""The order-created event: a CloudEvents 1.0 envelope in structured JSON mode."""
+"""The order-created event: a CloudEvents 1.0 envelope in structured JSON mode.
+
+The `cloudevents` SDK validates every envelope when it is built (required attributes,
+`time` timezone-aware, extension names) and maps its attributes to the `ce-` AMQP headers
+of the RabbitMQ protocol binding. The outbox stores the structured-mode JSON envelope,
+so the relay sends exactly what the order transaction committed.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+
+from cloudevents.core.bindings import rabbitmq
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
 
 SPEC_VERSION = "1.0"
 EVENT_TYPE = "com.order-service.order.created"
 ROUTING_KEY = "order.created"
 DATA_SCHEMA_VERSION = "1.0"
 CONTENT_TYPE = "application/cloudevents+json"
+DATA_CONTENT_TYPE = "application/json"
+
+_JSON_FORMAT = JSONFormat()
+_REQUIRED_ATTRIBUTES = frozenset(("specversion", "id", "source", "type"))
+# In the binding datacontenttype is the AMQP content_type, not a header; data is the body.
+_NOT_HEADERS = frozenset(("datacontenttype", "data"))
 
 
 def order_created_event(
@@ -28,26 +45,84 @@ def order_created_event(
     currency, amounts, autocharge, request headers worth keeping); `metadata` is the
     merchant's metaData exactly as sent.
     """
-    event_id = str(uuid.uuid4())
-    envelope = {
-        "specversion": SPEC_VERSION,
-        "id": event_id,
-        "source": f"{source}/{family}",
-        "type": EVENT_TYPE,
-        "subject": order_id,
-        "time": created_at.isoformat().replace("+00:00", "Z"),
-        "datacontenttype": "application/json",
-        "dataschemaversion": DATA_SCHEMA_VERSION,
-        "data": {
+    event = CloudEvent(
+        attributes={
+            "specversion": SPEC_VERSION,
+            "id": str(uuid.uuid4()),
+            "source": f"{source}/{family}",
+            "type": EVENT_TYPE,
+            "subject": order_id,
+            "time": created_at,
+            "datacontenttype": DATA_CONTENT_TYPE,
+            # An extension attribute, so a consumer can pick a parser before reading data.
+            "dataschemaversion": DATA_SCHEMA_VERSION,
+        },
+        data={
             "schemaVersion": DATA_SCHEMA_VERSION,
             "family": family,
             "order": order,
             "metaData": metadata,
         },
-    }
+    )
     return {
-        "event_id": event_id,
+        "event_id": event.get_id(),
         "event_type": EVENT_TYPE,
         "routing_key": ROUTING_KEY,
-        "payload": envelope,
+        "payload": structured_envelope(event),
     }
+
+
+def structured_envelope(event: CloudEvent) -> dict[str, Any]:
+    """The event as the structured-mode JSON object, ready for a jsonb column.
+
+    The SDK's JSONFormat.write gives the same object as bytes through the standard json
+    module; the outbox wants the object itself (asyncpg encodes it with orjson, which also
+    takes the UUIDs and datetimes an order may carry).
+    """
+    envelope = {name: _attribute_text(value) for name, value in event.get_attributes().items()}
+    envelope["data"] = event.get_data()
+    return envelope
+
+
+def amqp_headers(attributes: Mapping[str, Any]) -> dict[str, str]:
+    """The `ce-` headers for an envelope's attributes, as the SDK's RabbitMQ binding maps
+    them (`ce-id`, `ce-type`, `ce-source`, `ce-specversion`, `ce-subject`, `ce-time`, ...).
+
+    Raises cloudevents' CloudEventValidationError when the attributes are not a valid event.
+    """
+    values = {name: value for name, value in attributes.items() if name != "data"}
+    time = values.get("time")
+    if isinstance(time, str):
+        values["time"] = datetime.fromisoformat(time)
+    headers: dict[str, str] = rabbitmq.to_binary(CloudEvent(values), _JSON_FORMAT).headers
+    return headers
+
+
+def stored_envelope_headers(attributes: Mapping[str, Any]) -> dict[str, str]:
+    """amqp_headers() for an envelope from the outbox, which the SDK validated when the
+    order was written: the same mapping as the binding's to_binary (attributes other than
+    datacontenttype, `ce-` prefixed, as strings) without building the event again, which
+    the relay would otherwise do for every message. Only the required attributes are
+    checked; tests/events/test_envelope.py checks both functions agree."""
+    missing = _REQUIRED_ATTRIBUTES.difference(attributes)
+    if missing:
+        raise ValueError(f"envelope lacks required attributes {sorted(missing)}")
+    return {
+        rabbitmq.CE_PREFIX + name: value if isinstance(value, str) else str(value)
+        for name, value in attributes.items()
+        if value is not None and name not in _NOT_HEADERS
+    }
+
+
+def parse_envelope(body: bytes) -> CloudEvent:
+    """A received message body read back as a validated CloudEvent (structured mode)."""
+    message = rabbitmq.RabbitMQMessage(headers={}, content_type=CONTENT_TYPE, body=body)
+    event: CloudEvent = rabbitmq.from_structured_event(message, _JSON_FORMAT)
+    return event
+
+
+def _attribute_text(value: Any) -> Any:
+    if isinstance(value, datetime):
+        text = value.isoformat()
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
+    return value

@@ -1,0 +1,509 @@
+"""The outbox relay: publishes committed `outbox` rows to RabbitMQ, at least once.
+
+One round: claim the oldest unsent rows with `FOR UPDATE SKIP LOCKED` inside a
+transaction, publish all of them (mandatory, persistent, publisher confirms), wait for
+all the confirms together, then mark in the same transaction only the confirmed rows.
+The row locks are what keeps several relays (one per worker process or instance) from
+publishing the same row at the same time; a relay that dies after publishing but before
+its commit leaves the rows unsent, so they go out again with the same `message_id`.
+
+Unroutable events: RabbitMQ returns a mandatory message that no queue is bound for and
+then confirms it; the message is gone. Such an event is logged (event id and routing
+key) and counted (order_service_events_unroutable_total), and its row is marked sent
+with `last_error = 'unroutable: ...'` so it is not retried in a hot loop. The row stays
+in the outbox for the retention period; to replay after binding a queue:
+`UPDATE outbox SET published_at = NULL WHERE last_error LIKE 'unroutable%'`.
+
+Wake-ups: PostgreSQL NOTIFY 'outbox' (a trigger on insert), with a poll every
+OUTBOX_POLL_INTERVAL seconds in case a notification is missed. While RabbitMQ is
+unreachable the relay waits for the Broker (which reconnects with capped exponential
+backoff); other failures (nacks, confirm timeouts, database errors) back off the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import signal
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+import aiormq
+import asyncpg
+import structlog
+from aiormq.abc import DeliveredMessage
+from pamqp.common import FieldTable
+
+from events.broker import Broker
+from events.envelope import CONTENT_TYPE, stored_envelope_headers
+from service import idempotency
+from service.config import Config
+from service.db import create_pool
+from service.metrics import (
+    EVENT_PUBLISH_FAILURES,
+    EVENTS_PUBLISHED,
+    EVENTS_UNROUTABLE,
+    OUTBOX_BACKLOG,
+    OUTBOX_OLDEST_AGE,
+)
+from service.sql import queries
+
+log = structlog.get_logger(__name__)
+
+LISTEN_CHANNEL = "outbox"
+INITIAL_BACKOFF = 0.1
+MAX_BACKOFF = 5.0
+# A publish not confirmed within this time counts as failed; the row is sent again.
+CONFIRM_TIMEOUT = 10.0
+HOUSEKEEPING_INTERVAL = 60.0
+# The backlog gauges are refreshed at most this often; the backlog log line while
+# events wait, at most every BACKLOG_LOG_INTERVAL.
+BACKLOG_REFRESH_INTERVAL = 1.0
+BACKLOG_LOG_INTERVAL = 10.0
+DELETE_CHUNK = 5000
+# A listening connection that has been quiet this long is pinged, so a dead one is noticed.
+LISTENER_PING_INTERVAL = 30.0
+PERSISTENT = 2
+# An unroutable batch logs this many of its event ids (all of them are in the outbox).
+UNROUTABLE_IDS_LOGGED = 20
+APP_ID = "order-service"
+
+
+class BrokerUnavailable(ConnectionError):
+    """RabbitMQ is not connected right now; the Broker is reconnecting."""
+
+
+class InvalidEnvelope(ValueError):
+    """An outbox row whose envelope cannot be turned into a message; it stays unsent."""
+
+
+class DrainOutcome(enum.Enum):
+    IDLE = "idle"  # everything unsent was published; wait for the next notification
+    BROKER_DOWN = "broker_down"  # wait for the Broker to reconnect
+    FAILED = "failed"  # something failed; back off before the next try
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    claimed: int = 0
+    published: int = 0
+    unroutable: int = 0
+    failed: int = 0
+    invalid: int = 0  # of the failed: rows whose envelope cannot be sent at all
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    sent: bool
+    error: str | None = None
+    unroutable: bool = False
+    invalid: bool = False
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        config: Config,
+        pool: asyncpg.Pool,
+        broker: Broker,
+        *,
+        max_backoff: float = MAX_BACKOFF,
+        confirm_timeout: float = CONFIRM_TIMEOUT,
+    ) -> None:
+        self.config = config
+        self.pool = pool
+        self.broker = broker
+        self.exchange = config.events_exchange
+        self.batch_size = config.relay_batch_size
+        self.max_backoff = max_backoff
+        self.confirm_timeout = confirm_timeout
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._channel: Any = None  # aio_pika channel with publisher confirms
+        self._channel_connection: Any = None
+        # The first housekeeping one interval after the start: a restart loop gains
+        # nothing from it, and a test's app never races it.
+        self._next_housekeeping = time.monotonic() + HOUSEKEEPING_INTERVAL
+        self._next_backlog_refresh = 0.0
+        self._next_backlog_log = 0.0
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Asks the relay to stop once the batch in flight is published and marked."""
+        self._stopping.set()
+        self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def run(self) -> None:
+        """Publishes until stop() (or cancellation, which also lets the batch in flight
+        finish and be marked so nothing it published is sent twice without need)."""
+        listener = asyncio.create_task(self._listen(), name="outbox-listen")
+        backoff = INITIAL_BACKOFF
+        try:
+            while not self.stopping:
+                self._wake.clear()
+                outcome = await self._finish_when_cancelled(self._drain())
+                await self._housekeeping_if_due()
+                await self._refresh_backlog_if_due()
+                if outcome is DrainOutcome.IDLE:
+                    backoff = INITIAL_BACKOFF
+                    await self._sleep(self.config.outbox_poll_interval, self._wake)
+                elif outcome is DrainOutcome.BROKER_DOWN:
+                    backoff = INITIAL_BACKOFF
+                    await self._wait_for_broker(BACKLOG_REFRESH_INTERVAL)
+                else:
+                    await self._sleep(backoff, self._stopping)
+                    backoff = min(backoff * 2, self.max_backoff)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+            await self._close_channel()
+            log.info("relay_stopped")
+
+    @contextlib.asynccontextmanager
+    async def running(self, shutdown_timeout: float) -> AsyncIterator[None]:
+        """Runs the relay in a task for the body; on exit stops it after its current
+        batch, waiting at most `shutdown_timeout` seconds before cancelling it."""
+        task = asyncio.create_task(self.run(), name="outbox-relay")
+        try:
+            yield
+        finally:
+            self.stop()
+            done, _ = await asyncio.wait({task}, timeout=shutdown_timeout)
+            if not done:
+                log.warning("relay_stop_timeout", timeout=shutdown_timeout)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            elif not task.cancelled() and task.exception() is not None:
+                log.error("relay_crashed", error=repr(task.exception()))
+
+    async def _finish_when_cancelled(self, work: Any) -> DrainOutcome:
+        task: asyncio.Task[DrainOutcome] = asyncio.ensure_future(work)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # Stop after the current batch: its waits are bounded (confirm timeout, pool
+            # timeouts), and marking what was confirmed avoids needless duplicates.
+            self.stop()
+            await asyncio.wait({task})
+            raise
+
+    async def _sleep(self, seconds: float, event: asyncio.Event) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await event.wait()
+
+    async def _wait_for_broker(self, seconds: float) -> None:
+        waits = [
+            asyncio.ensure_future(self.broker.wait_connected()),
+            asyncio.ensure_future(self._stopping.wait()),
+        ]
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+
+    # ---- publishing --------------------------------------------------------------------
+
+    async def _drain(self) -> DrainOutcome:
+        """Publishes batches until the outbox is empty, something fails, or stop()."""
+        while not self.stopping:
+            try:
+                result = await self.publish_batch()
+            except BrokerUnavailable:
+                return DrainOutcome.BROKER_DOWN
+            except Exception as exc:  # noqa: BLE001 - any failure: keep the rows, back off
+                log.warning("relay_batch_failed", error=_describe(exc))
+                return DrainOutcome.FAILED
+            # Back off when the broker failed us, or when nothing in a batch could be
+            # sent; a row with an invalid envelope alone does not hold the others back.
+            if result.failed > result.invalid or (
+                result.claimed and not result.published + result.unroutable
+            ):
+                return DrainOutcome.FAILED
+            if result.claimed < self.batch_size:
+                return DrainOutcome.IDLE
+            await self._refresh_backlog_if_due()  # a long drain still reports its progress
+        return DrainOutcome.IDLE
+
+    async def publish_batch(self) -> BatchResult:
+        """Claims up to relay_batch_size unsent rows, oldest first, publishes them all,
+        waits for their confirms and marks the confirmed ones sent, in one transaction.
+
+        Raises BrokerUnavailable (nothing claimed) while RabbitMQ is not connected.
+        """
+        channel = await self._publisher()
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(queries.outbox_claim_batch, self.batch_size)
+            if not rows:
+                return BatchResult()
+            outcomes = await self._publish_rows(channel, rows)
+            await self._record_outcomes(conn, rows, outcomes)
+        return self._account(rows, outcomes)
+
+    async def _publish_rows(
+        self, channel: aiormq.Channel, rows: Sequence[asyncpg.Record]
+    ) -> list[Outcome]:
+        """Sends every row, then awaits all the confirms together (pipelined: the broker
+        confirms while later messages are still being written)."""
+        pending: list[asyncio.Future[Any]] = []
+        for row in rows:
+            try:
+                properties = self._properties(row)
+            except Exception as exc:  # noqa: BLE001 - an invalid envelope fails alone
+                pending.append(_failed_future(InvalidEnvelope(_describe(exc))))
+                continue
+            pending.append(
+                asyncio.ensure_future(
+                    channel.basic_publish(
+                        row["body"].encode(),
+                        exchange=self.exchange,
+                        routing_key=row["routing_key"],
+                        properties=properties,
+                        mandatory=True,
+                        wait=False,
+                    )
+                )
+            )
+        # One deadline for the whole batch (a timer per publish costs more than it buys).
+        _, late = await asyncio.wait(pending, timeout=self.confirm_timeout)
+        for publish in late:
+            publish.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+        return [self._outcome(row, publish) for row, publish in zip(rows, pending, strict=True)]
+
+    def _properties(self, row: asyncpg.Record) -> aiormq.spec.Basic.Properties:
+        headers: FieldTable = dict(stored_envelope_headers(row["attributes"]))
+        return aiormq.spec.Basic.Properties(
+            content_type=CONTENT_TYPE,
+            delivery_mode=PERSISTENT,
+            message_id=str(row["event_id"]),
+            message_type=row["event_type"],
+            app_id=APP_ID,
+            headers=headers,
+        )
+
+    def _outcome(self, row: asyncpg.Record, publish: asyncio.Future[Any]) -> Outcome:
+        if publish.cancelled():
+            return Outcome(sent=False, error=f"no confirm within {self.confirm_timeout} s")
+        result = publish.exception() or publish.result()
+        if isinstance(result, aiormq.spec.Basic.Ack):
+            return Outcome(sent=True)
+        if isinstance(result, DeliveredMessage):
+            reason = f"unroutable: no queue bound for routing key {row['routing_key']!r}"
+            return Outcome(sent=True, error=reason, unroutable=True)
+        if isinstance(result, InvalidEnvelope):
+            log.error("event_invalid", event_id=str(row["event_id"]), error=str(result))
+            return Outcome(sent=False, error=_describe(result), invalid=True)
+        if isinstance(result, BaseException):
+            return Outcome(sent=False, error=_describe(result))
+        return Outcome(sent=False, error=f"unexpected confirm {result!r}")
+
+    async def _record_outcomes(
+        self, conn: asyncpg.Connection, rows: Sequence[asyncpg.Record], outcomes: list[Outcome]
+    ) -> None:
+        await conn.execute(
+            queries.outbox_record_outcomes,
+            [row["id"] for row in rows],
+            [outcome.sent for outcome in outcomes],
+            [outcome.error for outcome in outcomes],
+        )
+
+    def _account(self, rows: Sequence[asyncpg.Record], outcomes: list[Outcome]) -> BatchResult:
+        unroutable = sum(1 for o in outcomes if o.unroutable)
+        published = sum(1 for o in outcomes if o.sent) - unroutable
+        failed = len(outcomes) - published - unroutable
+        EVENTS_PUBLISHED.inc(published)
+        if unroutable:
+            EVENTS_UNROUTABLE.inc(unroutable)
+            # One line per batch, not per event: with no queue bound every event is
+            # returned. Every one of them is in the outbox with last_error 'unroutable: ...'.
+            returned = [row for row, o in zip(rows, outcomes, strict=True) if o.unroutable]
+            log.warning(
+                "events_unroutable",
+                count=unroutable,
+                exchange=self.exchange,
+                routing_keys=sorted({row["routing_key"] for row in returned}),
+                event_ids=[str(row["event_id"]) for row in returned[:UNROUTABLE_IDS_LOGGED]],
+            )
+        if failed:
+            EVENT_PUBLISH_FAILURES.inc(failed)
+            first = next(o.error for o in outcomes if not o.sent)
+            log.warning("relay_publish_failed", failed=failed, claimed=len(rows), error=first)
+        invalid = sum(1 for o in outcomes if o.invalid)
+        return BatchResult(len(rows), published, unroutable, failed, invalid)
+
+    async def _publisher(self) -> aiormq.Channel:
+        """The confirm-mode channel on the Broker's current connection, opened (and the
+        exchange declared) after every reconnect."""
+        connection = self.broker.connection
+        if connection is None or not self.broker.connected:
+            raise BrokerUnavailable("RabbitMQ is not connected")
+        channel = self._channel
+        if channel is None or channel.is_closed or self._channel_connection is not connection:
+            await self._close_channel()
+            async with asyncio.timeout(self.confirm_timeout):
+                channel = await connection.channel(publisher_confirms=True, on_return_raises=False)
+                try:
+                    await channel.declare_exchange(
+                        self.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+                    )
+                except BaseException:
+                    await channel.close()
+                    raise
+            self._channel, self._channel_connection = channel, connection
+            log.info("relay_channel_open", exchange=self.exchange)
+        # The aiormq channel itself: its basic_publish can skip waiting for the socket
+        # write (wait=False), which pipelines a batch faster than aio-pika's publish.
+        underlay: aiormq.Channel = await channel.get_underlay_channel()
+        return underlay
+
+    async def _close_channel(self) -> None:
+        channel, self._channel, self._channel_connection = self._channel, None, None
+        if channel is not None and not channel.is_closed:
+            with contextlib.suppress(Exception):
+                await channel.close()
+
+    # ---- wake-ups ----------------------------------------------------------------------
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    async def _listen(self) -> None:
+        """LISTEN 'outbox' on a connection of its own, reconnecting with backoff; the
+        poll in run() covers the time without one."""
+        delay = INITIAL_BACKOFF
+        while True:
+            try:
+                conn = await asyncpg.connect(self.config.database_url, timeout=5)
+            except Exception as exc:  # noqa: BLE001 - keep trying whatever went wrong
+                log.warning("outbox_listen_failed", error=_describe(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+                continue
+            delay = INITIAL_BACKOFF
+            try:
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+                await conn.add_listener(LISTEN_CHANNEL, self._on_notify)
+                self._wake.set()  # catch up on whatever was written while nobody listened
+                while not conn.is_closed():
+                    try:
+                        async with asyncio.timeout(LISTENER_PING_INTERVAL):
+                            await lost.wait()
+                    except TimeoutError:
+                        async with asyncio.timeout(5):
+                            await conn.fetchval("SELECT 1")
+            except Exception as exc:  # noqa: BLE001 - reconnect whatever went wrong
+                log.warning("outbox_listen_lost", error=_describe(exc))
+            finally:
+                conn.terminate()
+
+    # ---- housekeeping and backlog ------------------------------------------------------
+
+    async def housekeeping(self) -> tuple[int, int]:
+        """Deletes published rows past OUTBOX_RETENTION_SECONDS and idempotency records
+        past IDEMPOTENCY_TTL_SECONDS; returns how many of each."""
+        deleted = 0
+        async with self.pool.acquire() as conn:
+            while True:
+                status: str = await conn.execute(
+                    queries.outbox_delete_published,
+                    float(self.config.outbox_retention_seconds),
+                    DELETE_CHUNK,
+                )
+                count = int(status.rsplit(" ", 1)[-1])
+                deleted += count
+                if count < DELETE_CHUNK or self.stopping:
+                    break
+        pruned = await idempotency.prune(self.pool, self.config.idempotency_ttl_seconds)
+        if deleted or pruned:
+            log.info("outbox_housekeeping", outbox_deleted=deleted, idempotency_pruned=pruned)
+        return deleted, pruned
+
+    async def _housekeeping_if_due(self) -> None:
+        now = time.monotonic()
+        if now < self._next_housekeeping or self.stopping:
+            return
+        self._next_housekeeping = now + HOUSEKEEPING_INTERVAL
+        try:
+            await self.housekeeping()
+        except Exception as exc:  # noqa: BLE001 - tried again at the next interval
+            log.warning("outbox_housekeeping_failed", error=_describe(exc))
+
+    async def refresh_backlog(self) -> tuple[int, float]:
+        """Sets the backlog gauges from the outbox; returns (size, oldest age seconds)."""
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(queries.outbox_backlog)
+        size, age = int(row["size"]), float(row["oldest_age"])
+        OUTBOX_BACKLOG.set(size)
+        OUTBOX_OLDEST_AGE.set(age)
+        return size, age
+
+    async def _refresh_backlog_if_due(self) -> None:
+        now = time.monotonic()
+        if now < self._next_backlog_refresh:
+            return
+        self._next_backlog_refresh = now + BACKLOG_REFRESH_INTERVAL
+        try:
+            size, age = await self.refresh_backlog()
+        except Exception as exc:  # noqa: BLE001 - the database may be down; try later
+            log.warning("outbox_backlog_unknown", error=_describe(exc))
+            return
+        if size and now >= self._next_backlog_log:
+            self._next_backlog_log = now + BACKLOG_LOG_INTERVAL
+            log.info(
+                "outbox_backlog",
+                size=size,
+                oldest_age_seconds=round(age, 3),
+                broker_connected=self.broker.connected,
+            )
+
+
+def _failed_future(exc: BaseException) -> asyncio.Future[Any]:
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    future.set_exception(exc)
+    return future
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def run_relay_forever(config: Config) -> None:
+    """`order-service relay`: the relay alone, until SIGTERM or SIGINT (after the batch
+    in flight)."""
+    pool = await create_pool(config)
+    broker = Broker(config.amqp_url)
+    broker.start()
+    relay = OutboxRelay(config, pool, broker)
+    loop = asyncio.get_running_loop()
+    stop_signals = (signal.SIGTERM, signal.SIGINT)
+    for signum in stop_signals:
+        loop.add_signal_handler(signum, relay.stop)
+    log.info(
+        "relay_started",
+        exchange=config.events_exchange,
+        amqp=config.amqp_url_redacted,
+        batch_size=config.relay_batch_size,
+    )
+    try:
+        await relay.run()
+    finally:
+        for signum in stop_signals:
+            loop.remove_signal_handler(signum)
+        await broker.close()
+        await pool.close()

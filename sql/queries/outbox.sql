@@ -1,0 +1,39 @@
+-- name: outbox_claim_batch
+-- The oldest unsent events, locked for this relay's transaction; rows another relay holds
+-- are skipped, so several relays never publish the same row at the same time.
+-- `attributes` is the envelope without `data` (for the ce- headers); `body` is the whole
+-- envelope as JSON text, sent as is.
+SELECT id, event_id, event_type, routing_key,
+       payload - 'data' AS attributes,
+       payload::text AS body
+  FROM outbox
+ WHERE published_at IS NULL
+ ORDER BY id
+ LIMIT $1
+   FOR UPDATE SKIP LOCKED;
+
+-- name: outbox_record_outcomes
+-- One statement for the whole batch: confirmed rows get published_at, the others keep it
+-- NULL (to be sent again) with the error; every row counts one more attempt.
+UPDATE outbox AS o
+   SET published_at = CASE WHEN r.sent THEN now() END,
+       attempts = o.attempts + 1,
+       last_error = r.error
+  FROM unnest($1::bigint[], $2::boolean[], $3::text[]) AS r (id, sent, error)
+ WHERE o.id = r.id;
+
+-- name: outbox_backlog
+-- Events not yet confirmed by the broker, and the age in seconds of the oldest one.
+SELECT count(*) AS size,
+       COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS oldest_age
+  FROM outbox
+ WHERE published_at IS NULL;
+
+-- name: outbox_delete_published
+-- Housekeeping: published rows past their retention, at most $2 per statement so one
+-- run never holds long locks.
+DELETE FROM outbox
+ WHERE id IN (SELECT id
+                FROM outbox
+               WHERE published_at < now() - make_interval(secs => $1)
+               LIMIT $2);

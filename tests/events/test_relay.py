@@ -1,0 +1,324 @@
+"""The outbox relay against the real PostgreSQL and RabbitMQ: what it sends, when it
+marks rows sent, several relays at once, a crash between publish and commit, an
+unroutable event, housekeeping and the backlog gauges."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import replace
+from typing import Any
+
+import asyncpg
+from prometheus_client import REGISTRY
+
+from events.broker import Broker
+from events.envelope import CONTENT_TYPE, EVENT_TYPE, ROUTING_KEY
+from events.relay import OutboxRelay, Outcome
+from service.config import Config
+from tests.events.conftest import EventConsumer, PlaceOrders, StartRelay
+
+# A merchant's metaData with what JSON can carry that is easy to get wrong on the way.
+METADATA: dict[str, Any] = {
+    "plain": "value",
+    "unicode": "Grüße, 世界 — 🚀 עברית é",
+    "escapes": 'quote " backslash \\ newline \n tab \t slash /',
+    "empty": "",
+    "int": 42,
+    "negative": -7,
+    "zero": 0,
+    "float": 1.5,
+    "tiny": 1e-7,
+    "beyondDouble": 9007199254740993,
+    "yes": True,
+    "no": False,
+    "nothing": None,
+}
+NESTED_METADATA: dict[str, Any] = {
+    "nested": {"list": [1, "два", {"deep": None, "ok": True}], "empty": {}, "pi": 3.14159},
+    "emoji": "👩‍👩‍👧",
+}
+
+
+def counter(name: str) -> float:
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
+async def outbox_row(db: asyncpg.Connection, event_id: str) -> asyncpg.Record:
+    row = await db.fetchrow(
+        "SELECT published_at, attempts, last_error FROM outbox WHERE event_id = $1::uuid",
+        event_id,
+    )
+    assert row is not None
+    return row
+
+
+async def wait_until(predicate: Any, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not await predicate():
+            await asyncio.sleep(0.05)
+
+
+async def test_event_is_delivered_exactly_as_stored_with_ce_headers(
+    placer: PlaceOrders,
+    consumer: EventConsumer,
+    start_relay: StartRelay,
+    db: asyncpg.Connection,
+    config: Config,
+) -> None:
+    await start_relay()
+    [order] = await placer(metadata=METADATA)
+    [got] = await consumer.wait_for([order.event_id])
+
+    assert got.envelope == order.payload
+    assert got.envelope["data"]["metaData"] == METADATA
+    assert got.envelope["subject"] == order.order_id
+    assert got.message_id == order.event_id
+    assert got.content_type == CONTENT_TYPE
+    assert got.delivery_mode == 2
+    assert got.exchange == config.events_exchange
+    assert got.routing_key == ROUTING_KEY
+    assert got.headers == {
+        "ce-specversion": "1.0",
+        "ce-id": order.event_id,
+        "ce-type": EVENT_TYPE,
+        "ce-source": f"{config.event_source}/initials_url",
+        "ce-subject": order.order_id,
+        "ce-time": order.payload["time"],
+        "ce-dataschemaversion": "1.0",
+    }
+    # The row is marked once the confirm is in, which may be just after the delivery.
+    await wait_until(lambda: _published(db, order.event_id))
+    row = await outbox_row(db, order.event_id)
+    assert row["attempts"] == 1
+    assert row["last_error"] is None
+
+
+async def _published(db: asyncpg.Connection, event_id: str) -> bool:
+    return (await outbox_row(db, event_id))["published_at"] is not None
+
+
+async def test_nested_metadata_survives_unchanged(
+    placer: PlaceOrders, consumer: EventConsumer, start_relay: StartRelay
+) -> None:
+    await start_relay()
+    [order] = await placer(metadata=NESTED_METADATA)
+    [got] = await consumer.wait_for([order.event_id])
+    assert got.envelope["data"]["metaData"] == NESTED_METADATA
+    assert got.envelope == order.payload
+
+
+async def test_notify_wakes_the_relay_long_before_the_poll(
+    placer: PlaceOrders, consumer: EventConsumer, start_relay: StartRelay, config: Config
+) -> None:
+    await start_relay(relay_config=replace(config, outbox_poll_interval=60))
+    await asyncio.sleep(0.2)  # let the first (empty) round finish and the relay wait
+    [order] = await placer()
+    [got] = await consumer.wait_for([order.event_id], timeout=5)
+    assert got.received_at - order.committed_at < 2.0
+
+
+async def test_a_backlog_goes_out_oldest_first_in_several_batches(
+    placer: PlaceOrders, consumer: EventConsumer, start_relay: StartRelay, config: Config
+) -> None:
+    orders = await placer(120)
+    await start_relay(relay_config=replace(config, relay_batch_size=25))
+    received = await consumer.wait_for([o.event_id for o in orders])
+    assert [r.message_id for r in received] == [o.event_id for o in orders]
+
+
+async def test_two_relays_publish_every_event_once(
+    placer: PlaceOrders,
+    consumer: EventConsumer,
+    start_relay: StartRelay,
+    db: asyncpg.Connection,
+    config: Config,
+) -> None:
+    small_batches = replace(config, relay_batch_size=20)
+    orders = await placer(600)
+    await asyncio.gather(
+        start_relay(relay_config=small_batches), start_relay(relay_config=small_batches)
+    )
+    more = await placer(200)  # while both are draining
+    event_ids = [o.event_id for o in orders + more]
+    await consumer.wait_for(event_ids, timeout=30)
+
+    copies = Counter(r.message_id for r in consumer.of(event_ids))
+    assert set(copies) == set(event_ids)
+    assert max(copies.values()) == 1, [e for e, n in copies.items() if n > 1][:5]
+    unsent = await db.fetchval(
+        "SELECT count(*) FROM outbox WHERE event_id = ANY($1::uuid[]) AND published_at IS NULL",
+        event_ids,
+    )
+    assert unsent == 0
+
+
+class CrashBeforeCommit(OutboxRelay):
+    """Dies after the broker confirmed the batch, before the rows are marked sent (the
+    transaction rolls back, as it does when the process is killed there)."""
+
+    async def _record_outcomes(
+        self, conn: asyncpg.Connection, rows: Any, outcomes: list[Outcome]
+    ) -> None:
+        assert all(o.sent for o in outcomes)
+        raise RuntimeError("relay crashed before marking the batch sent")
+
+
+async def test_crash_after_publish_sends_the_event_again_with_the_same_message_id(
+    placer: PlaceOrders,
+    consumer: EventConsumer,
+    start_relay: StartRelay,
+    db: asyncpg.Connection,
+) -> None:
+    [order] = await placer()
+    crashing = await start_relay(run=False, relay_class=CrashBeforeCommit)
+    try:
+        await crashing.publish_batch()
+    except RuntimeError:
+        pass
+    else:  # pragma: no cover - the subclass always raises
+        raise AssertionError("the crash did not happen")
+    await consumer.wait_for([order.event_id])
+    assert (await outbox_row(db, order.event_id))["published_at"] is None
+
+    healthy = await start_relay(run=False)
+    result = await healthy.publish_batch()
+    assert result.published >= 1
+    await wait_until(lambda: _arrived_twice(consumer, order.event_id))
+    first, second = consumer.of([order.event_id])
+    assert first.message_id == second.message_id == order.event_id
+    assert first.body == second.body
+    assert (await outbox_row(db, order.event_id))["published_at"] is not None
+
+
+async def _arrived_twice(consumer: EventConsumer, event_id: str) -> bool:
+    return len(consumer.of([event_id])) >= 2
+
+
+async def test_unroutable_event_is_logged_counted_and_marked(
+    placer: PlaceOrders, start_relay: StartRelay, db: asyncpg.Connection
+) -> None:
+    [order] = await placer()
+    # Nobody binds this routing key: the broker returns the mandatory message.
+    await db.execute(
+        "UPDATE outbox SET routing_key = 'order.nobody.listens' WHERE event_id = $1::uuid",
+        order.event_id,
+    )
+    before = counter("order_service_events_unroutable_total")
+    relay = await start_relay(run=False)
+    result = await relay.publish_batch()
+    assert result.unroutable == 1
+    assert counter("order_service_events_unroutable_total") == before + 1
+    row = await outbox_row(db, order.event_id)
+    assert row["published_at"] is not None  # confirmed by the broker: not retried forever
+    assert row["last_error"].startswith("unroutable")
+
+
+async def test_nothing_is_claimed_or_counted_while_the_broker_is_unreachable(
+    placer: PlaceOrders, start_relay: StartRelay, db: asyncpg.Connection
+) -> None:
+    [order] = await placer()
+    relay = await start_relay(amqp_url="amqp://guest:guest@127.0.0.1:1/")
+    await wait_until(lambda: _backlog_at_least(relay, 1))
+    row = await outbox_row(db, order.event_id)
+    assert row["published_at"] is None
+    assert row["attempts"] == 0
+    assert counter("order_service_outbox_backlog") >= 1
+
+
+async def _backlog_at_least(relay: OutboxRelay, size: int) -> bool:
+    return (await relay.refresh_backlog())[0] >= size
+
+
+async def test_stop_returns_promptly_even_with_the_broker_down(
+    start_relay: StartRelay, config: Config, pool: asyncpg.Pool
+) -> None:
+    broker = Broker("amqp://guest:guest@127.0.0.1:1/", max_backoff=0.5)
+    broker.start()
+    relay = OutboxRelay(config, pool, broker)
+    task = asyncio.create_task(relay.run())
+    await asyncio.sleep(0.3)
+    started = time.monotonic()
+    relay.stop()
+    await asyncio.wait_for(task, 5)
+    assert time.monotonic() - started < 2
+    await broker.close()
+
+
+async def test_housekeeping_deletes_old_published_rows_and_stale_idempotency_keys(
+    placer: PlaceOrders, start_relay: StartRelay, db: asyncpg.Connection, config: Config
+) -> None:
+    old_sent, recent_sent, old_unsent = await placer(3)
+    await db.execute(
+        "UPDATE outbox SET published_at = now() - interval '2 days',"
+        " created_at = now() - interval '2 days' WHERE event_id = $1::uuid",
+        old_sent.event_id,
+    )
+    await db.execute(
+        "UPDATE outbox SET published_at = now() WHERE event_id = $1::uuid", recent_sent.event_id
+    )
+    await db.execute(
+        "UPDATE outbox SET created_at = now() - interval '3 days' WHERE event_id = $1::uuid",
+        old_unsent.event_id,
+    )
+    await db.execute(
+        "INSERT INTO idempotency_keys (scope, key, request_hash, status, created_at)"
+        " VALUES ('test:events', 'old', 'h', 'completed', now() - interval '3 days'),"
+        "        ('test:events', 'new', 'h', 'completed', now())"
+    )
+    relay = await start_relay(
+        run=False,
+        relay_config=replace(config, outbox_retention_seconds=86400, idempotency_ttl_seconds=86400),
+    )
+    deleted, pruned = await relay.housekeeping()
+    assert deleted >= 1 and pruned >= 1
+    remaining = {
+        str(r["event_id"])
+        for r in await db.fetch(
+            "SELECT event_id FROM outbox WHERE event_id = ANY($1::uuid[])",
+            [old_sent.event_id, recent_sent.event_id, old_unsent.event_id],
+        )
+    }
+    assert remaining == {recent_sent.event_id, old_unsent.event_id}
+    keys = await db.fetch("SELECT key FROM idempotency_keys WHERE scope = 'test:events'")
+    assert [r["key"] for r in keys] == ["new"]
+
+
+async def test_backlog_gauges_report_size_and_oldest_age(
+    placer: PlaceOrders, start_relay: StartRelay, db: asyncpg.Connection
+) -> None:
+    [order] = await placer()
+    await db.execute(
+        "UPDATE outbox SET created_at = now() - interval '90 seconds' WHERE event_id = $1::uuid",
+        order.event_id,
+    )
+    relay = await start_relay(run=False)
+    size, age = await relay.refresh_backlog()
+    assert size >= 1
+    assert age >= 90
+    assert counter("order_service_outbox_backlog") == size
+    assert counter("order_service_outbox_oldest_unsent_age_seconds") == age
+
+
+async def test_an_invalid_envelope_fails_alone_and_stays_unsent(
+    placer: PlaceOrders,
+    consumer: EventConsumer,
+    start_relay: StartRelay,
+    db: asyncpg.Connection,
+) -> None:
+    broken, fine = await placer(2)
+    await db.execute(
+        "UPDATE outbox SET payload = payload - 'id' WHERE event_id = $1::uuid", broken.event_id
+    )
+    try:
+        relay = await start_relay(run=False)
+        result = await relay.publish_batch()
+        assert result.invalid == 1
+        await consumer.wait_for([fine.event_id])
+        row = await outbox_row(db, broken.event_id)
+        assert row["published_at"] is None
+        assert row["attempts"] == 1
+        assert "id" in row["last_error"]
+    finally:  # later relays of this run must not meet it
+        await db.execute("DELETE FROM outbox WHERE event_id = $1::uuid", broken.event_id)

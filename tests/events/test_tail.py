@@ -1,0 +1,106 @@
+"""`order-service events tail`: one JSON line per event, from a queue of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import sys
+from dataclasses import replace
+
+import orjson
+
+from events.tail import event_line, tail
+from service.config import Config
+from tests.events.conftest import EventConsumer, PlaceOrders, StartRelay
+from tests.events.test_relay import METADATA
+from tests.support.service_process import service_env
+
+
+async def test_tail_prints_each_event_as_one_json_line(
+    placer: PlaceOrders, start_relay: StartRelay, config: Config
+) -> None:
+    out = io.StringIO()
+    bound = asyncio.Event()
+    tailing = asyncio.create_task(
+        tail(
+            config,
+            binding="order.created",
+            limit=2,
+            out=out,
+            on_ready=bound.set,
+            handle_signals=False,
+        )
+    )
+    await asyncio.wait_for(bound.wait(), 10)
+    await start_relay()
+    orders = await placer(2, metadata=METADATA)
+    assert await asyncio.wait_for(tailing, 20) == 2
+
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    printed = {line["id"]: line for line in map(orjson.loads, lines)}
+    for order in orders:
+        assert printed[order.event_id] == order.payload
+
+
+async def test_tail_binding_filters_by_routing_key(
+    placer: PlaceOrders, start_relay: StartRelay, consumer: EventConsumer, config: Config
+) -> None:
+    out = io.StringIO()
+    bound = asyncio.Event()
+    tailing = asyncio.create_task(
+        tail(
+            config,
+            binding="order.refunded",
+            limit=None,
+            out=out,
+            on_ready=bound.set,
+            handle_signals=False,
+        )
+    )
+    await asyncio.wait_for(bound.wait(), 10)
+    await start_relay()
+    [order] = await placer()
+    await consumer.wait_for([order.event_id])  # published, routed to order.created only
+    tailing.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await tailing
+    assert out.getvalue() == ""
+
+
+def test_a_body_that_is_not_json_stays_one_json_line() -> None:
+    assert orjson.loads(event_line(b"\xffnot json")) == {"unparsed": "\ufffdnot json"}
+    assert event_line(b'{ "a" : 1 }') == '{"a":1}'
+
+
+async def test_cli_tail_stops_after_limit(
+    placer: PlaceOrders, start_relay: StartRelay, config: Config
+) -> None:
+    """The real command line in a subprocess, as a consumer developer runs it."""
+    env = service_env(replace(config), LOG_LEVEL="warning")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "service.cli",
+        "events",
+        "tail",
+        "--limit",
+        "1",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    await start_relay()
+    assert process.stdout is not None
+    # The queue is bound only once the process is up: keep writing orders until a line
+    # arrives (each order is an event the tail may be the first to see).
+    async with asyncio.timeout(30):
+        line_task = asyncio.ensure_future(process.stdout.readline())
+        while not line_task.done():
+            await placer()
+            await asyncio.wait({line_task}, timeout=0.3)
+    line = line_task.result()
+    envelope = orjson.loads(line)
+    assert envelope["type"] == "com.order-service.order.created"
+    assert await asyncio.wait_for(process.wait(), 10) == 0
