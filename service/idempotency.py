@@ -7,18 +7,29 @@ database error) releases its claim, so a corrected retry with the same key goes 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import structlog
+from aiohttp import web
 
 from service.errors import ApiError, BadRequest, Conflict
 from service.sql import queries
+from service.state import CONFIG, POOL
 
+log = structlog.get_logger(__name__)
+
+HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
 # A claim older than this belongs to a request whose process died; a retry may take it over.
 STALE_CLAIM_SECONDS = 60
+# Expired records are also ignored on claim, so pruning only keeps the table small.
+PRUNE_INTERVAL_SECONDS = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +42,7 @@ class IdempotencyClaim:
 class StoredResponse:
     status: int
     body: Any
+    order_id: str | None = None
 
 
 def request_hash(method: str, path: str, body: bytes) -> str:
@@ -41,17 +53,27 @@ def request_hash(method: str, path: str, body: bytes) -> str:
     return digest.hexdigest()
 
 
+def _invalid_key(message: str) -> BadRequest:
+    return BadRequest(
+        f"Idempotency-Key {message}", code="invalid_idempotency_key", fields={HEADER: [message]}
+    )
+
+
 def validate_key(raw: str | None) -> str | None:
     """The header's value, or None when absent; refuses empty, long or unprintable keys."""
     if raw is None:
         return None
     if not 1 <= len(raw) <= MAX_KEY_LENGTH or not all(" " <= c <= "~" for c in raw):
-        raise BadRequest(
-            "Idempotency-Key must be 1 to 255 printable ASCII characters",
-            code="invalid_idempotency_key",
-            fields={"Idempotency-Key": ["1 to 255 printable ASCII characters"]},
-        )
+        raise _invalid_key("must be 1 to 255 printable ASCII characters")
     return raw
+
+
+def key_from_headers(values: list[str]) -> str | None:
+    """The one Idempotency-Key of a request (`headers.getall`), or None; two are refused,
+    since which of them the client meant cannot be known."""
+    if len(values) > 1:
+        raise _invalid_key("must be sent once")
+    return validate_key(values[0] if values else None)
 
 
 async def claim(
@@ -85,7 +107,7 @@ async def claim(
     if row["claimed"]:
         return IdempotencyClaim(scope, key)
     if row["status"] == "completed":
-        return StoredResponse(row["response_status"], row["response_body"])
+        return StoredResponse(row["response_status"], row["response_body"], row["order_id"])
     raise Conflict(
         "A request with this Idempotency-Key is still being processed; retry later",
         code="idempotency_key_in_use",
@@ -98,6 +120,37 @@ async def release(pool: asyncpg.Pool, claimed: IdempotencyClaim) -> None:
 
 
 async def prune(pool: asyncpg.Pool, ttl_seconds: int) -> int:
+    """Deletes the records older than the TTL; returns how many."""
     async with pool.acquire() as conn:
         result: str = await conn.execute(queries.idempotency_prune, ttl_seconds)
     return int(result.rsplit(" ", 1)[-1])
+
+
+async def prune_periodically(
+    pool: asyncpg.Pool, ttl_seconds: int, interval: float = PRUNE_INTERVAL_SECONDS
+) -> None:
+    """Prunes expired records every `interval` seconds until cancelled. Several instances
+    may run it at once: the DELETE is idempotent."""
+    while True:
+        try:
+            pruned = await prune(pool, ttl_seconds)
+        except Exception as exc:  # noqa: BLE001 - the task must outlive any failure; next round
+            log.warning("idempotency_prune_failed", error=repr(exc))
+        else:
+            if pruned:
+                log.info("idempotency_pruned", records=pruned)
+        await asyncio.sleep(interval)
+
+
+async def pruning(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: the pruning task runs for the application's lifetime."""
+    task = asyncio.create_task(
+        prune_periodically(app[POOL], app[CONFIG].idempotency_ttl_seconds),
+        name="idempotency-prune",
+    )
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -11,13 +11,15 @@ from typing import Any
 from aiohttp import web
 
 from service import idempotency
+from service.claim_release import release_claim
 from service.domain.identifiers import new_order_id
 from service.errors import ApiError
+from service.metrics import ORDERS_CREATED
 from service.middleware import json_dumps
 from service.order_store import PreparedOrder, write_order
 from service.state import CONFIG, POOL
 
-IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_HEADER = idempotency.HEADER
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 
@@ -44,7 +46,7 @@ async def create_order(
     """
     app = request.app
     pool = app[POOL]
-    key = idempotency.validate_key(request.headers.get(IDEMPOTENCY_HEADER))
+    key = idempotency.key_from_headers(request.headers.getall(IDEMPOTENCY_HEADER, []))
     claim: idempotency.IdempotencyClaim | None = None
     if key is not None:
         fingerprint = idempotency.request_hash(request.method, request.path_qs, body)
@@ -57,6 +59,7 @@ async def create_order(
             reused_error,
         )
         if isinstance(outcome, idempotency.StoredResponse):
+            request["order_id"] = outcome.order_id
             response = web.json_response(outcome.body, status=outcome.status, dumps=json_dumps)
             response.headers[REPLAYED_HEADER] = "true"
             return response
@@ -67,8 +70,9 @@ async def create_order(
     except BaseException:
         if claim is not None:
             # Shielded: a client that hangs up must not leave the key claimed.
-            await asyncio.shield(idempotency.release(pool, claim))
+            await asyncio.shield(release_claim(pool, claim))
         raise
+    ORDERS_CREATED.labels(prepared.row["family"]).inc()
     body_out: Any = prepared.response_body
     if reference is not None and isinstance(body_out, dict) and "order_id" in body_out:
         body_out = {**body_out, "order_id": reference}

@@ -1,7 +1,9 @@
 -- name: idempotency_claim
 -- Inserts an in-progress claim, takes over an expired record or a stale claim, or returns
 -- the existing record unchanged (claimed = false). Returns no row only when another
--- request holds the row locked at this moment.
+-- request inserted the key after this statement's snapshot was taken (it is in flight).
+-- A stale claim (its process died mid-request) stored nothing, like a failed request, so
+-- any request may take it over, not only one with the same hash.
 WITH claimed AS (
     INSERT INTO idempotency_keys AS k (scope, key, request_hash, status)
     VALUES ($1, $2, $3, 'in_progress')
@@ -10,13 +12,13 @@ WITH claimed AS (
            response_status = NULL, response_body = NULL, order_id = NULL,
            created_at = now(), locked_at = now()
      WHERE k.created_at < now() - make_interval(secs => $4)
-        OR (k.status = 'in_progress' AND k.locked_at < now() - make_interval(secs => $5)
-            AND k.request_hash = EXCLUDED.request_hash)
-    RETURNING k.request_hash, k.status, k.response_status, k.response_body, true AS claimed
+        OR (k.status = 'in_progress' AND k.locked_at < now() - make_interval(secs => $5))
+    RETURNING k.request_hash, k.status, k.response_status, k.response_body, k.order_id,
+              true AS claimed
 )
-SELECT request_hash, status, response_status, response_body, claimed FROM claimed
+SELECT request_hash, status, response_status, response_body, order_id, claimed FROM claimed
 UNION ALL
-SELECT request_hash, status, response_status, response_body, false
+SELECT request_hash, status, response_status, response_body, order_id, false
   FROM idempotency_keys
  WHERE scope = $1 AND key = $2 AND NOT EXISTS (SELECT 1 FROM claimed);
 

@@ -1,0 +1,25 @@
+"""Response shapes of the probes (service/handlers/health.py), for the OpenAPI document."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+CHECK_STATES = ("ok", "down")
+
+
+class HealthLiveSchema(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(["ok"]))
+
+
+class HealthChecksSchema(Schema):
+    database = fields.String(required=True, validate=validate.OneOf(CHECK_STATES))
+    broker = fields.String(required=True, validate=validate.OneOf(CHECK_STATES))
+
+
+class HealthReadySchema(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(["ok", "unavailable"]))
+    checks = fields.Nested(HealthChecksSchema, required=True)
+    failed = fields.List(
+        fields.String(validate=validate.OneOf(["database", "broker"])),
+        metadata={"description": "What is down; present only when not ready."},
+    )

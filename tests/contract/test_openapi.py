@@ -1,0 +1,128 @@
+"""The OpenAPI document: valid OpenAPI 3.1, one operation for every route the app serves
+(and none it does not), served as built at start-up; and the offline docs page."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from openapi_spec_validator import OpenAPIV31SpecValidator, validate
+
+from service.docs_assets import SWAGGER_UI_DIR
+from service.openapi import build_openapi, served_operations
+from service.openapi.operations import OPERATIONS
+
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+def documented_operations(document: dict[str, Any]) -> set[tuple[str, str]]:
+    return {
+        (method, path)
+        for path, item in document["paths"].items()
+        for method in item
+        if method in HTTP_METHODS
+    }
+
+
+async def test_document_is_valid_openapi_31(client: Any) -> None:
+    response = await client.get("/openapi.json")
+    assert response.status == 200
+    assert response.content_type == "application/json"
+    document = await response.json()
+    assert document["openapi"] == "3.1.0"
+    validate(document, cls=OpenAPIV31SpecValidator)
+
+
+async def test_every_route_is_documented_and_every_operation_served(client: Any) -> None:
+    document = await (await client.get("/openapi.json")).json()
+    served = served_operations(client.app.router)
+    assert served == documented_operations(document)
+    # The three creates, the read, the probes and the contract documents at least.
+    for method, path in [
+        ("post", "/api/v2/initials/url"),
+        ("post", "/api/v3/buyers/{buyerId}/oneclick"),
+        ("get", "/api/v3/orders/{orderId}"),
+        ("post", "/external/api/v1/me/order"),
+        ("get", "/health/live"),
+        ("get", "/health/ready"),
+        ("get", "/openapi.json"),
+        ("get", "/docs"),
+    ]:
+        assert (method, path) in served
+
+
+def test_operation_table_has_no_duplicates() -> None:
+    keys = [(op.method, op.path) for op in OPERATIONS]
+    assert len(keys) == len(set(keys))
+
+
+async def test_document_is_built_once_at_start_up(client: Any) -> None:
+    first = await client.get("/openapi.json")
+    second = await client.get("/openapi.json")
+    assert await first.read() == await second.read()
+    assert await first.read() == orjson.dumps(build_openapi(served_operations(client.app.router)))
+
+
+async def test_security_schemes_and_headers_are_declared(client: Any) -> None:
+    document = await (await client.get("/openapi.json")).json()
+    schemes = document["components"]["securitySchemes"]
+    assert {schemes[n]["name"] for n in ("merchantPublicKey", "merchantDate", "merchantToken")} == {
+        "x-public-key",
+        "x-date",
+        "x-token",
+    }
+    assert schemes["customerBearer"] == {**schemes["customerBearer"], "scheme": "bearer"}
+    me_order = document["paths"]["/external/api/v1/me/order"]["post"]
+    assert me_order["security"] == [{"customerBearer": ["/external/me/order/w"]}]
+    headers = {p["name"] for p in document["components"]["parameters"].values()}
+    assert headers >= {
+        "x-buyer-ip",
+        "x-source",
+        "x-id",
+        "x-google-analytics-client-id",
+        "Idempotency-Key",
+        "X-Request-ID",
+    }
+    for path in ("/api/v2/initials/url", "/api/v3/buyers/{buyerId}/oneclick"):
+        operation = document["paths"][path]["post"]
+        assert {"$ref": "#/components/parameters/IdempotencyKey"} in operation["parameters"]
+        # A signed request sent twice is refused: the document must say so.
+        assert "409" in operation["responses"]
+        error = operation["responses"]["422"]["content"]["application/json"]["schema"]
+        assert error == {"$ref": "#/components/schemas/MerchantError"}
+    payway_error = me_order["responses"]["400"]["content"]["application/json"]
+    assert payway_error["schema"] == {"$ref": "#/components/schemas/PaywayError"}
+    # The source document's own error example.
+    assert payway_error["example"]["field"] == "period_id"
+
+
+async def test_docs_page_works_offline(client: Any) -> None:
+    response = await client.get("/docs")
+    assert response.status == 200
+    assert response.content_type == "text/html"
+    page = await response.text()
+    # Nothing is loaded from another host: every src/href is relative to the service.
+    references = re.findall(r'(?:src|href|url)\s*[:=]\s*"([^"]+)"', page)
+    assert references
+    assert all("//" not in reference for reference in references), references
+    for reference in references:
+        if reference.startswith("docs/assets/"):
+            asset = await client.get("/" + reference)
+            assert asset.status == 200, reference
+            assert len(await asset.read()) > 0
+
+
+def test_docs_bundle_can_render_openapi_31() -> None:
+    # Swagger UI 4 (swagger-ui-bundle 1.x) shows "Unable to render this definition" for 3.1.
+    major = int(SWAGGER_UI_DIR.name.removeprefix("swagger-ui-").split(".")[0])
+    assert major >= 5, SWAGGER_UI_DIR
+
+
+async def test_docs_assets_serve_only_the_pages_files(client: Any) -> None:
+    asset = await client.get("/docs/assets/swagger-ui-bundle.js")
+    assert asset.content_type == "text/javascript"
+    for name in ("no-such-file.js", "index.html", "..%2F__init__.py", "swagger-ui.js.map"):
+        missing = await client.get(f"/docs/assets/{name}")
+        assert missing.status == 404, name
+        assert (await missing.json())["error"]["code"] == "route_not_found"
