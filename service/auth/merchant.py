@@ -80,7 +80,8 @@ def authenticate(
     key, merchant = entry
     if not key.active:
         raise Unauthorized("This public key has been revoked", code="revoked_public_key")
-    expected = compute_token(key.secret, request.method, request.path_qs, x_date, body)
+    # The path and query exactly as sent: a re-encoded form could differ from what was signed.
+    expected = compute_token(key.secret, request.method, request.raw_path, x_date, body)
     if not token_matches(expected, token):
         raise Unauthorized(
             "x-token does not match the request; see the signing scheme in the API docs",
