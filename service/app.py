@@ -7,10 +7,12 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from events.broker import Broker
+from events.relay import OutboxRelay
+from service import idempotency
 from service.catalog import CatalogCache
 from service.config import Config
 from service.db import create_pool
-from service.handlers import health, initials, me_order, oneclick, orders
+from service.handlers import asyncapi, docs, health, initials, me_order, metrics, oneclick, orders
 from service.middleware import request_middleware
 from service.state import BROKER, CATALOG, CONFIG, POOL
 
@@ -41,13 +43,26 @@ async def _broker(app: web.Application) -> AsyncIterator[None]:
         await broker.close()
 
 
+async def _relay(app: web.Application) -> AsyncIterator[None]:
+    # Publishes the outbox on the shared connection; on shutdown it stops after its batch.
+    relay = OutboxRelay(app[CONFIG], app[POOL], app[BROKER])
+    async with relay.running(app[CONFIG].shutdown_timeout):
+        yield
+
+
 def create_app(config: Config) -> web.Application:
     app = web.Application(
         middlewares=[request_middleware],
         client_max_size=config.request_body_limit,
     )
     app[CONFIG] = config
-    app.cleanup_ctx.extend([_database, _catalog, _broker])
-    for module in (health, initials, oneclick, orders, me_order):
+    app.cleanup_ctx.extend([_database, _catalog, _broker, idempotency.pruning])
+    if config.relay_enabled:
+        app.cleanup_ctx.append(_relay)
+    if config.metrics_enabled:
+        app.cleanup_ctx.append(metrics.pool_sampler)
+        app.router.add_routes(metrics.routes)
+    for module in (health, initials, oneclick, orders, me_order, asyncapi, docs):
         app.router.add_routes(module.routes)
+    app.on_startup.append(docs.build_openapi_document)
     return app

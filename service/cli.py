@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=None,
-        help="worker processes on one port (default: WORKERS, else 1)",
+        help="worker processes on one port (default: WORKERS, else one per CPU core)",
     )
     serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
     serve.set_defaults(func=cmd_serve)

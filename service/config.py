@@ -56,7 +56,7 @@ class Config:
     jwt_audience: str | None = None
     jwt_leeway_seconds: int = 30
     metrics_enabled: bool = True
-    workers: int = 1
+    workers: int = 0  # 0: one worker process per CPU core
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -214,7 +214,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         jwt_audience=_read(env, "JWT_AUDIENCE", _text, d.jwt_audience),
         jwt_leeway_seconds=_read(env, "JWT_LEEWAY_SECONDS", _int(0, 600), d.jwt_leeway_seconds),
         metrics_enabled=_read(env, "METRICS_ENABLED", _bool, d.metrics_enabled),
-        workers=_read(env, "WORKERS", _int(1, 64), d.workers),
+        workers=_read(env, "WORKERS", _int(0, 64), d.workers),
     )
     if config.db_pool_min > config.db_pool_max:
         raise ConfigError("DB_POOL_MIN", "must not exceed DB_POOL_MAX")

@@ -16,6 +16,7 @@ from aiohttp import web
 from structlog.contextvars import bind_contextvars, clear_contextvars
 
 from service.errors import ApiError, BadRequest, NotFound, PayloadTooLarge, ServiceUnavailable
+from service.request_metrics import observe_request
 
 log = structlog.get_logger("access")
 error_log = structlog.get_logger(__name__)
@@ -121,13 +122,16 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
             request_id,
         )
     response.headers[REQUEST_ID_HEADER] = request_id
-    route = request.match_info.route.resource
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    duration = time.perf_counter() - started
+    observe_request(route, request.method, response.status, duration)
     log.info(
         "request",
         method=request.method,
-        route=route.canonical if route is not None else "unmatched",
+        route=route,
         status=response.status,
-        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        duration_ms=round(duration * 1000, 2),
         merchant=request.get("merchant"),
         order_id=request.get("order_id"),
     )

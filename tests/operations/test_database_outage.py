@@ -1,0 +1,94 @@
+"""Database outage: 503 database_unavailable within the acquire timeout, readiness says
+so, and the service recovers by itself."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from service.app import create_app
+from service.config import Config
+from service.state import POOL
+from tests.faults.harness import initials_body, signed
+from tests.operations.conftest import ME_ORDER_BODY, ME_ORDER_PATH
+from tests.support.tcp_proxy import TcpProxy
+
+ACQUIRE_TIMEOUT = 0.5
+# The answer may take the acquire timeout plus scheduling on a busy machine, never more.
+ANSWER_WITHIN = ACQUIRE_TIMEOUT + 1.0
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[TcpProxy]:
+    async with TcpProxy("127.0.0.1", 5432) as running:
+        yield running
+
+
+async def post_initials(client: Any) -> Any:
+    raw = initials_body()
+    return await client.post("/api/v2/initials/url", data=raw, headers=signed(raw))
+
+
+async def post_me_order(client: Any, token: str) -> Any:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    return await client.post(ME_ORDER_PATH, json=ME_ORDER_BODY, headers=headers)
+
+
+async def timed(call: Any) -> tuple[Any, float]:
+    started = time.monotonic()
+    response = await call
+    return response, time.monotonic() - started
+
+
+async def test_outage_answers_503_and_recovers(
+    aiohttp_client: Any, config: Config, proxy: TcpProxy, customer_token: str
+) -> None:
+    app = create_app(
+        replace(
+            config,
+            database_url=proxy.url_for(config.database_url),
+            db_acquire_timeout=ACQUIRE_TIMEOUT,
+        )
+    )
+    client = await aiohttp_client(app)
+    assert (await post_initials(client)).status == 200
+
+    await proxy.cut()
+    response, elapsed = await timed(post_initials(client))
+    assert response.status == 503 and elapsed < ANSWER_WITHIN
+    body = await response.json()
+    assert body["error"]["code"] == "database_unavailable"
+    assert response.headers["Retry-After"] == "1"
+
+    response, elapsed = await timed(post_me_order(client, customer_token))
+    assert response.status == 503 and elapsed < ANSWER_WITHIN
+    assert (await response.json())["code"] == "database_unavailable"
+
+    ready = await client.get("/health/ready")
+    assert ready.status == 503
+    assert (await ready.json())["checks"]["database"] == "down"
+
+    await proxy.restore()
+    # No restart: the next request gets a fresh connection.
+    assert (await post_initials(client)).status == 200
+    assert (await post_me_order(client, customer_token)).status == 200
+    ready = await client.get("/health/ready")
+    assert (await ready.json())["checks"]["database"] == "ok"
+
+
+async def test_exhausted_pool_answers_503_within_the_acquire_timeout(
+    aiohttp_client: Any, config: Config
+) -> None:
+    app = create_app(replace(config, db_pool_max=1, db_acquire_timeout=ACQUIRE_TIMEOUT))
+    client = await aiohttp_client(app)
+    # Every connection of the pool is taken (a stuck query would do the same).
+    async with app[POOL].acquire(timeout=5) as _held:
+        response, elapsed = await timed(post_initials(client))
+    assert response.status == 503
+    assert ACQUIRE_TIMEOUT <= elapsed < ANSWER_WITHIN
+    assert (await response.json())["error"]["code"] == "database_unavailable"
+    assert (await post_initials(client)).status == 200

@@ -1,0 +1,156 @@
+"""Graceful shutdown of a real `order-service serve` process, one worker or several."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import uuid
+
+import aiohttp
+import asyncpg
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.faults.harness import INITIALS_PATH, initials_body, signed
+from tests.operations.conftest import Launch
+
+
+async def wait_until_refused(port: int, timeout: float = 5.0) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        try:
+            _, probe = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return True
+        probe.close()
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def test_sigterm_finishes_the_request_in_flight_then_exits_0(
+    launch: Launch, db: asyncpg.Connection
+) -> None:
+    code = f"HOLD{uuid.uuid4().hex[:8].upper()}"
+    await db.execute(
+        "INSERT INTO coupons (merchant_id, code, percent_off) "
+        "SELECT id, $1, 10 FROM merchants WHERE code = 'eyezy'",
+        code,
+    )
+    service = await launch("serve", "--workers", "1")
+    base_url = f"http://127.0.0.1:{await service.serving_port()}"
+    async with aiohttp.ClientSession() as session:
+        raw = initials_body(coupon=code)
+        async with db.transaction():
+            # The order's transaction waits on this row lock: a request in flight.
+            await db.execute("SELECT 1 FROM coupons WHERE code = $1 FOR UPDATE", code)
+            in_flight = asyncio.create_task(
+                session.post(base_url + INITIALS_PATH, data=raw, headers=signed(raw))
+            )
+            await wait_for_lock_waiter(db, code, in_flight)
+            service.send_signal(signal.SIGTERM)
+            # No longer accepting...
+            assert await wait_until_refused(int(base_url.rsplit(":", 1)[1]))
+        # ...but the request in flight completes once the lock is gone.
+        response = await asyncio.wait_for(in_flight, 10)
+        assert response.status == 200, await response.text()
+    assert await service.wait(20) == 0, service.output()
+    assert any(e.get("event") == "shutdown_complete" for e in service.events)
+
+
+async def wait_for_lock_waiter(
+    db: asyncpg.Connection, code: str, request: asyncio.Task[aiohttp.ClientResponse]
+) -> None:
+    """Until a session of the service waits for a lock (the order write has begun)."""
+    for _ in range(200):
+        if request.done():
+            response = request.result()
+            raise AssertionError(f"answered at once: {response.status} {await response.text()}")
+        # Inside a transaction pg_stat_activity is a snapshot unless cleared.
+        await db.execute("SELECT pg_stat_clear_snapshot()")
+        waiting = await db.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database() AND application_name = 'order-service'"
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no order write waiting on the lock of coupon {code}")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+async def test_workers_share_one_port_and_stop_together(launch: Launch, signum: int) -> None:
+    service = await launch("serve", "--workers", "2")
+    supervising = await service.wait_for_event(lambda e: e.get("event") == "supervising")
+    port = supervising["port"]
+    await service.wait_for_event(
+        lambda e: len({x["pid"] for x in service.events if x.get("event") == "serving"}) == 2
+    )
+    # One connection per request, so the kernel spreads them over both workers.
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for _ in range(20):
+            async with session.get(f"http://127.0.0.1:{port}/health/live") as response:
+                assert response.status == 200
+        async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+            text = await response.text()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    # Whichever worker answered the scrape, it counts the requests of both.
+    live = ("method", "GET"), ("route", "/health/live"), ("status", "200")
+    assert samples[("order_service_http_requests_total", live)] == 20
+    assert ("order_service_db_pool_size", ()) in samples
+
+    service.send_signal(signum)
+    assert await service.wait(30) == 0, service.output()
+    stopped = [e for e in service.events if e.get("event") == "shutdown_complete"]
+    assert len(stopped) == 2
+
+
+async def test_a_worker_that_dies_is_replaced(launch: Launch) -> None:
+    service = await launch("serve", "--workers", "2")
+
+    def serving_pids() -> set[int]:
+        return {e["pid"] for e in service.events if e.get("event") == "serving"}
+
+    await service.wait_for_event(lambda e: len(serving_pids()) == 2)
+    victim = min(serving_pids())
+    os.kill(victim, signal.SIGKILL)
+    await service.wait_for_event(lambda e: e.get("event") == "worker_died")
+    await service.wait_for_event(lambda e: len(serving_pids()) == 3)
+
+    service.send_signal(signal.SIGTERM)
+    assert await service.wait(30) == 0, service.output()
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return "\nState:\tZ" not in status.read()
+    except FileNotFoundError:
+        return False
+
+
+async def test_workers_stop_when_the_supervisor_is_killed(launch: Launch) -> None:
+    service = await launch("serve", "--workers", "2")
+    supervising = await service.wait_for_event(lambda e: e.get("event") == "supervising")
+    await service.wait_for_event(
+        lambda e: len({x["pid"] for x in service.events if x.get("event") == "serving"}) == 2
+    )
+    workers = {e["pid"] for e in service.events if e.get("event") == "serving"}
+    os.kill(service.pid, signal.SIGKILL)
+    # A killed supervisor cannot delete its metrics directory.
+    shutil.rmtree(supervising["metrics_dir"], ignore_errors=True)
+    await service.wait_for_event(
+        lambda e: sum(x.get("event") == "shutdown_complete" for x in service.events) == 2
+    )
+    for _ in range(100):
+        if not any(alive(pid) for pid in workers):
+            break
+        await asyncio.sleep(0.05)
+    assert not any(alive(pid) for pid in workers)
