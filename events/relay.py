@@ -486,14 +486,26 @@ def _describe(exc: BaseException) -> str:
 async def run_relay_forever(config: Config) -> None:
     """`order-service relay`: the relay alone, until SIGTERM or SIGINT (after the batch
     in flight)."""
+    loop = asyncio.get_running_loop()
+    stop_signals = (signal.SIGTERM, signal.SIGINT)
+    relay: OutboxRelay | None = None
+    stopping = False
+
+    def on_signal() -> None:
+        # Handlers go in before anything starts, so a SIGTERM during start-up is a clean stop.
+        nonlocal stopping
+        stopping = True
+        if relay is not None:
+            relay.stop()
+
+    for signum in stop_signals:
+        loop.add_signal_handler(signum, on_signal)
     pool = await create_pool(config)
     broker = Broker(config.amqp_url)
     broker.start()
     relay = OutboxRelay(config, pool, broker)
-    loop = asyncio.get_running_loop()
-    stop_signals = (signal.SIGTERM, signal.SIGINT)
-    for signum in stop_signals:
-        loop.add_signal_handler(signum, relay.stop)
+    if stopping:
+        relay.stop()
     log.info(
         "relay_started",
         exchange=config.events_exchange,
