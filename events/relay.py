@@ -40,7 +40,6 @@ from pamqp.common import FieldTable
 
 from events.broker import Broker
 from events.envelope import CONTENT_TYPE, stored_envelope_headers
-from service import idempotency
 from service.config import Config
 from service.db import create_pool
 from service.metrics import (
@@ -413,9 +412,9 @@ class OutboxRelay:
 
     # ---- housekeeping and backlog ------------------------------------------------------
 
-    async def housekeeping(self) -> tuple[int, int]:
-        """Deletes published rows past OUTBOX_RETENTION_SECONDS and idempotency records
-        past IDEMPOTENCY_TTL_SECONDS; returns how many of each."""
+    async def housekeeping(self) -> int:
+        """Deletes published rows past OUTBOX_RETENTION_SECONDS; returns how many.
+        (Expired idempotency records are pruned by the HTTP app: service.idempotency.)"""
         deleted = 0
         async with self.pool.acquire() as conn:
             while True:
@@ -428,10 +427,9 @@ class OutboxRelay:
                 deleted += count
                 if count < DELETE_CHUNK or self.stopping:
                     break
-        pruned = await idempotency.prune(self.pool, self.config.idempotency_ttl_seconds)
-        if deleted or pruned:
-            log.info("outbox_housekeeping", outbox_deleted=deleted, idempotency_pruned=pruned)
-        return deleted, pruned
+        if deleted:
+            log.info("outbox_housekeeping", outbox_deleted=deleted)
+        return deleted
 
     async def _housekeeping_if_due(self) -> None:
         now = time.monotonic()
