@@ -11,21 +11,18 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from events.envelope import order_created_event
+from events.order_data import OrderAmounts, OrderBuyer, OrderItem, order_event_data
 from service.auth.merchant import MerchantRequest
 from service.catalog import Coupon, Merchant, Product
 from service.domain.pricing import CouponValue, Price, price_with_discount_and_coupon
 from service.errors import ProductNotFound, ValidationFailed
-from service.handlers.common import (
-    merchant_order_columns,
-    order_row,
-    request_headers_for_event,
-)
+from service.handlers.common import merchant_order_columns, order_row, request_origin
 from service.order_store import PreparedOrder
 
-FAMILY = "initials_url"
+FAMILY: Final = "initials_url"
 SHOP_SOURCE = "shop"
 
 
@@ -157,6 +154,20 @@ def buyer_record(buyer: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+def event_buyer(buyer: dict[str, Any] | None) -> OrderBuyer | None:
+    """The buyer record (buyer_record) as the order-created event carries it."""
+    if buyer is None:
+        return None
+    return OrderBuyer(
+        email=buyer["email"],
+        id=buyer["id"],
+        first_name=buyer["firstName"],
+        last_name=buyer["lastName"],
+        country=buyer["country"],
+        locale=buyer["locale"],
+    )
+
+
 def known_buyer_id(merchant: Merchant, buyer_id: str | None) -> uuid.UUID | None:
     """The id of the merchant's own buyer when `buyer.id` names one; the id is otherwise the
     merchant's own reference and is only stored (another merchant's buyer is never linked)."""
@@ -242,43 +253,37 @@ def prepare_initials_order(
         "quantity": 1,
         "amount": price.base,
     }
-    event_order = {
-        "id": order_id,
-        "family": FAMILY,
-        "status": "created",
-        "merchant": {"id": merchant.id, "code": merchant.code},
-        "buyer": order.buyer,
-        "buyerId": row["buyer_id"],
-        "items": [
-            {
-                "position": 0,
-                "action": "purchase",
-                "productCode": order.product.code,
-                "productName": order.product.name,
-                "kind": order.product.kind,
-                "billingPeriod": order.product.billing_period,
-                "unitAmount": price.base,
-                "quantity": 1,
-                "amount": price.base,
-            }
+    event_order = order_event_data(
+        order_id=order_id,
+        family=FAMILY,
+        merchant=merchant,
+        currency=order.currency,
+        amounts=OrderAmounts(
+            base=price.base,
+            total=price.total,
+            discount_percent=price.discount_percent,
+            discount=price.discount_amount,
+            coupon=price.coupon_amount,
+        ),
+        items=[
+            OrderItem(
+                position=0,
+                action="purchase",
+                product_code=order.product.code,
+                product_name=order.product.name,
+                unit_amount=price.base,
+            )
         ],
-        "currency": order.currency,
-        "amounts": {
-            "base": price.base,
-            "discountPercent": price.discount_percent,
-            "discount": price.discount_amount,
-            "coupon": price.coupon_amount,
-            "total": price.total,
-        },
-        "coupon": ({"code": coupon_code, "amount": price.coupon_amount} if coupon_code else None),
-        "autocharge": order.autocharge,
-        "autochargeExplicit": order.autocharge_explicit,
-        "subbrand": order.subbrand,
-        "paymentUrl": payment_url,
-        "sequence": order.sequence,
-        "request": request_headers_for_event(ctx),
-        "createdAt": row["created_at"],
-    }
+        request=request_origin(ctx),
+        created_at=created_at,
+        buyer=event_buyer(order.buyer),
+        coupon_code=coupon_code,
+        autocharge=order.autocharge,
+        autocharge_explicit=order.autocharge_explicit,
+        subbrand=order.subbrand,
+        payment_url=payment_url,
+        sequence=order.sequence,
+    )
     event = order_created_event(
         source=event_source,
         family=FAMILY,

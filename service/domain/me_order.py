@@ -9,15 +9,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from events.envelope import order_created_event
+from events.order_data import (
+    OrderAmounts,
+    OrderItem,
+    OrderPayment,
+    RequestOrigin,
+    order_event_data,
+    rfc3339_utc,
+)
 from service.catalog import Merchant, Period, Product
 from service.errors import BadRequest
 from service.handlers.common import order_row
 from service.order_store import PreparedOrder
 
-FAMILY = "me_order"
+FAMILY: Final = "me_order"
 SUPPORTED_PAYMENT_METHODS = ("invoice", "autogiro")
 
 
@@ -89,10 +97,6 @@ def check_me_order(
     )
 
 
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
 def prepare_me_order(order: MeOrder, order_id: str, *, event_source: str) -> PreparedOrder:
     """The rows of `order` under `order_id`. The reference (`PREFIX-<n>`) and the customer's
     address (given, else their default) are filled in by place_order in the same transaction.
@@ -101,7 +105,7 @@ def prepare_me_order(order: MeOrder, order_id: str, *, event_source: str) -> Pre
     details: dict[str, Any] = {
         "period_id": order.period.id,
         "payment_method": order.payment_method,
-        "start_date": _iso(order.start_date),
+        "start_date": rfc3339_utc(order.start_date),
         "browser_ip": request["browser_ip"],
         "language": request["language"],
         "user_agent": request["user_agent"],
@@ -137,45 +141,38 @@ def prepare_me_order(order: MeOrder, order_id: str, *, event_source: str) -> Pre
         "quantity": 1,
         "amount": order.amount,
     }
-    event_order = {
-        "id": order_id,
-        "reference": None,  # set by place_order
-        "status": "created",
-        "merchant": {"id": order.merchant.id, "code": order.merchant.code},
-        "customer": {"account": order.account, "address": None},  # set by place_order
-        "items": [
-            {
-                "position": 0,
-                "action": "purchase",
-                "productCode": order.product.code,
-                "productName": order.product.name,
-                "periodId": order.period.id,
-                "unitAmount": order.amount,
-                "quantity": 1,
-                "amount": order.amount,
-            }
+    # `reference` and `customer.address` stay null here: place_order sets both.
+    event_order = order_event_data(
+        order_id=order_id,
+        family=FAMILY,
+        merchant=order.merchant,
+        currency=order.currency,
+        amounts=OrderAmounts.undiscounted(order.amount),
+        items=[
+            OrderItem(
+                position=0,
+                action="purchase",
+                product_code=order.product.code,
+                product_name=order.product.name,
+                unit_amount=order.amount,
+                period_id=order.period.id,
+            )
         ],
-        "currency": order.currency,
-        "amounts": {"base": order.amount, "discount": 0, "coupon": 0, "total": order.amount},
-        "autocharge": None,
-        "paymentMethod": order.payment_method,
-        "period": {
-            "id": order.period.id,
-            "length": order.period.length,
-            "productCode": order.product.code,
-        },
-        "startDate": details["start_date"],
-        "invoiceDeliveryMethod": details["invoice_delivery_method"],
-        "merchantReference": details["merchant_reference"],
-        "trafficSource": details["traffic_source"],
-        "request": {
-            "browserIp": details["browser_ip"],
-            "language": details["language"],
-            "userAgent": details["user_agent"],
-            "receiptUrl": details["receipt_url"],
-        },
-        "createdAt": _iso(order.created_at),
-    }
+        request=RequestOrigin(buyer_ip=request["browser_ip"]),
+        created_at=order.created_at,
+        customer_account=order.account,
+        payment=OrderPayment(
+            method=order.payment_method,
+            period_id=order.period.id,
+            start_date=order.start_date,
+            receipt_url=request["receipt_url"],
+            language=request["language"],
+            user_agent=request["user_agent"],
+            invoice_delivery_method=request.get("invoice_delivery_method"),
+            merchant_reference=request.get("merchant_reference"),
+            traffic_source=request.get("traffic_source"),
+        ),
+    )
     event = order_created_event(
         source=event_source,
         family=FAMILY,

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 from uuid import UUID
 
 from events.envelope import order_created_event
+from events.order_data import OrderAmounts, OrderBuyer, OrderItem, order_event_data
 from service.auth.merchant import MerchantRequest
 from service.catalog import Buyer, ChargeMethod, Merchant, Product, Subscription
 from service.errors import NotFound, ProductNotFound, ValidationFailed
-from service.handlers.common import merchant_order_columns, order_row, request_headers_for_event
+from service.handlers.common import merchant_order_columns, order_row, request_origin
 from service.order_store import PreparedOrder
 
-FAMILY = "oneclick"
+FAMILY: Final = "oneclick"
 PURCHASE, UPGRADE, DOWNGRADE, RENEW = "purchase", "upgrade", "downgrade", "renew"
 ACTIONS = (PURCHASE, UPGRADE, DOWNGRADE, RENEW)
 # The actions that act on an existing subscription (the document's rules 1 and 2).
@@ -268,31 +269,31 @@ def event_order(
     order_id: str, order: OneclickOrder, ctx: MerchantRequest, created_at: datetime
 ) -> dict[str, Any]:
     """The order as consumers of the order-created event see it."""
-    return {
-        "id": order_id,
-        "merchant": {"id": order.merchant.id, "code": order.merchant.code},
-        "buyer": {"id": str(order.buyer.id), "email": order.buyer.email},
-        "chargeMethodId": order.charge_method.id,
-        "items": [
-            {
-                "position": line.position,
-                "action": line.action,
-                "productCode": line.product.code,
-                "subscriptionId": str(line.subscription.id) if line.subscription else None,
-                "unitAmount": line.unit_amount,
-                "quantity": 1,
-                "amount": line.unit_amount,
-            }
+    return order_event_data(
+        order_id=order_id,
+        family=FAMILY,
+        merchant=order.merchant,
+        currency=order.currency,
+        amounts=OrderAmounts.undiscounted(order.total_amount),
+        items=[
+            OrderItem(
+                position=line.position,
+                action=line.action,
+                product_code=line.product.code,
+                product_name=line.product.name,
+                unit_amount=line.unit_amount,
+                subscription_id=str(line.subscription.id) if line.subscription else None,
+            )
             for line in order.lines
         ],
-        "currency": order.currency,
-        "baseAmount": order.total_amount,
-        "totalAmount": order.total_amount,
-        "autocharge": order.autocharge,
-        "isMobile": order.is_mobile,
-        "requestHeaders": request_headers_for_event(ctx),
-        "createdAt": created_at.isoformat().replace("+00:00", "Z"),
-    }
+        request=request_origin(ctx),
+        created_at=created_at,
+        buyer=OrderBuyer(id=str(order.buyer.id), email=order.buyer.email),
+        charge_method_id=order.charge_method.id,
+        autocharge=order.autocharge,
+        autocharge_explicit=False,
+        is_mobile=order.is_mobile,
+    )
 
 
 def oneclick_response(order_id: str) -> dict[str, Any]:

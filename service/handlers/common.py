@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 from marshmallow import Schema, ValidationError
 
+from events.order_data import RequestOrigin
 from schemas.common import flatten_errors
 from service.auth.merchant import MerchantRequest, authenticate, read_merchant_headers
 from service.catalog import Merchant
@@ -57,13 +58,14 @@ def merchant_scope(merchant: Merchant) -> str:
     return f"merchant:{merchant.id}"
 
 
-def request_headers_for_event(ctx: MerchantRequest) -> dict[str, Any]:
-    return {
-        "buyerIp": ctx.buyer_ip,
-        "source": ctx.source,
-        "id": ctx.source_id,
-        "googleAnalyticsClientId": ctx.ga_client_id,
-    }
+def request_origin(ctx: MerchantRequest) -> RequestOrigin:
+    """The request headers worth keeping in the order-created event."""
+    return RequestOrigin(
+        buyer_ip=ctx.buyer_ip,
+        source=ctx.source,
+        source_id=ctx.source_id,
+        ga_client_id=ctx.ga_client_id,
+    )
 
 
 async def read_signed_request(

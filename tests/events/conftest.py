@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iter
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import aio_pika
 import asyncpg
@@ -19,6 +19,7 @@ import pytest
 
 from events.broker import Broker
 from events.envelope import order_created_event
+from events.order_data import OrderAmounts, OrderItem, RequestOrigin, order_event_data
 from events.relay import OutboxRelay
 from service.config import Config
 from service.db import create_pool
@@ -26,9 +27,16 @@ from service.domain.identifiers import new_order_id
 from service.handlers.common import order_row
 from service.sql import queries
 
-FAMILY = "initials_url"
+FAMILY: Final = "initials_url"
 PRODUCT_CODE = "basic_1m"
+PRODUCT_NAME = "Basic, monthly"
 UNIT_AMOUNT = 999
+
+
+@dataclass(frozen=True)
+class MerchantRef:
+    id: int
+    code: str
 
 
 @dataclass(frozen=True)
@@ -173,25 +181,18 @@ async def place_orders(
             family=FAMILY,
             order_id=order_id,
             created_at=created_at,
-            order={
-                "id": order_id,
-                "family": FAMILY,
-                "merchant": {"id": merchant_id, "code": "eyezy"},
-                "items": [
-                    {
-                        "position": 0,
-                        "action": "purchase",
-                        "productCode": PRODUCT_CODE,
-                        "unitAmount": UNIT_AMOUNT,
-                        "quantity": 1,
-                        "amount": UNIT_AMOUNT,
-                    }
-                ],
-                "currency": "USD",
-                "amounts": {"base": UNIT_AMOUNT, "total": UNIT_AMOUNT},
-                "autocharge": True,
-                "createdAt": created_at,
-            },
+            order=order_event_data(
+                order_id=order_id,
+                family=FAMILY,
+                merchant=MerchantRef(merchant_id, "eyezy"),
+                currency="USD",
+                amounts=OrderAmounts.undiscounted(UNIT_AMOUNT),
+                items=[OrderItem(0, "purchase", PRODUCT_CODE, PRODUCT_NAME, UNIT_AMOUNT)],
+                request=RequestOrigin("203.0.113.10", "web", "checkout"),
+                created_at=created_at,
+                autocharge=True,
+                autocharge_explicit=False,
+            ),
             metadata=metadata,
         )
         await conn.fetchval(queries.place_order, row, [item], event, None, None, 200, None)

@@ -11,8 +11,9 @@ import pytest
 
 from events.contract import asyncapi_document, component_schema
 from events.envelope import EVENT_TYPE, ROUTING_KEY, order_created_event
+from events.order_data import OrderAmounts, OrderItem, RequestOrigin, order_event_data
 from service.config import Config
-from tests.events.conftest import EventConsumer, PlaceOrders, StartRelay
+from tests.events.conftest import EventConsumer, MerchantRef, PlaceOrders, StartRelay
 from tests.events.test_relay import METADATA
 
 
@@ -66,12 +67,16 @@ def test_a_new_envelope_is_valid(config: Config) -> None:
         family="oneclick",
         order_id="Zz9aB8cD",
         created_at=datetime.now(UTC),
-        order={
-            "id": "Zz9aB8cD",
-            "merchant": {"id": 1, "code": "eyezy"},
-            "currency": "EUR",
-            "items": [{"position": 0, "amount": 100}],
-        },
+        order=order_event_data(
+            order_id="Zz9aB8cD",
+            family="oneclick",
+            merchant=MerchantRef(1, "eyezy"),
+            currency="EUR",
+            amounts=OrderAmounts.undiscounted(100),
+            items=[OrderItem(0, "purchase", "report_pdf", "PDF report", 100)],
+            request=RequestOrigin("2001:db8::1"),
+            created_at=datetime.now(UTC),
+        ),
         metadata=None,
     )
     validator("OrderCreatedEnvelope").validate(event["payload"])

@@ -101,9 +101,32 @@ async def test_full_request_writes_what_it_answers(
         "coupon": 238,
         "total": 2141,
     }
+    assert order["coupon"] == {"code": "WELCOME10", "amount": 238}
+    assert order["buyer"] == {**FULL_BODY["buyer"], "country": "DE"}
+    assert order["items"] == [
+        {
+            "position": 0,
+            "action": "purchase",
+            "productCode": "premium_1m",
+            "productName": "Premium, monthly",
+            "subscriptionId": None,
+            "periodId": None,
+            "unitAmount": 2799,
+            "quantity": 1,
+            "amount": 2799,
+        }
+    ]
+    assert (order["subbrand"], order["sequence"]) == ("eyezy_app_com", "123456123456123456")
     assert order["paymentUrl"] == body["data"]["url"]
-    assert order["request"]["buyerIp"] == "203.0.113.10"
+    assert order["request"] == {
+        "buyerIp": "203.0.113.10",
+        "source": "web",
+        "id": "checkout",
+        "googleAnalyticsClientId": "GA1.2.1234567890.1700000000",
+    }
     assert (order["autocharge"], order["autochargeExplicit"]) == (False, True)
+    assert (order["customer"], order["payment"], order["chargeMethodId"]) == (None, None, None)
+    assert order["createdAt"].endswith("Z")
 
 
 async def test_minimal_request_takes_the_merchants_defaults(

@@ -90,15 +90,34 @@ async def test_invoice_order_as_in_the_document(
     assert order["reference"] == result["order_id"]
     assert order["customer"] == {"account": account, "address": None}
     assert order["merchant"]["code"] == "adeprimo"
-    assert order["paymentMethod"] == "invoice"
-    assert order["period"] == {
-        "id": INVOICE_PERIOD,
-        "length": "P1M",
-        "productCode": "adeprimo_digital",
+    assert order["payment"] == {
+        "method": "invoice",
+        "periodId": INVOICE_PERIOD,
+        "startDate": "2019-05-01T00:00:00Z",
+        "invoiceDeliveryMethod": None,
+        "receiptUrl": body["receipt_url"],
+        "merchantReference": "campaign-42",
+        "trafficSource": "newsletter",
+        "language": "sv-SE",
+        "userAgent": body["user_agent"],
     }
-    assert order["merchantReference"] == "campaign-42"
-    assert order["trafficSource"] == "newsletter"
-    assert order["amounts"]["total"] == 9900
+    assert [(i["productCode"], i["periodId"], i["amount"]) for i in order["items"]] == [
+        ("adeprimo_digital", INVOICE_PERIOD, 9900)
+    ]
+    assert order["amounts"] == {
+        "base": 9900,
+        "discountPercent": None,
+        "discount": 0,
+        "coupon": 0,
+        "total": 9900,
+    }
+    assert order["request"] == {
+        "buyerIp": "127.0.0.1",
+        "source": None,
+        "id": None,
+        "googleAnalyticsClientId": None,
+    }
+    assert (order["buyer"], order["autocharge"], order["coupon"]) == (None, None, None)
 
 
 async def test_autogiro_period_gives_an_autogiro_order(
@@ -109,7 +128,7 @@ async def test_autogiro_period_gives_an_autogiro_order(
     assert row["details"]["payment_method"] == "autogiro"
     assert row["details"]["period_id"] == AUTOGIRO_PERIOD
     event = await event_of(db, result["id"])
-    assert event["data"]["order"]["paymentMethod"] == "autogiro"
+    assert event["data"]["order"]["payment"]["method"] == "autogiro"
 
 
 async def test_invoice_delivery_method_on_an_invoice_period(
@@ -118,6 +137,8 @@ async def test_invoice_delivery_method_on_an_invoice_period(
     result = await place_ok(client, token(), order_body(invoice_delivery_method="email"))
     row = await order_of(db, result["id"])
     assert row["details"]["invoice_delivery_method"] == "email"
+    event = await event_of(db, result["id"])
+    assert event["data"]["order"]["payment"]["invoiceDeliveryMethod"] == "email"
 
 
 async def test_start_date_defaults_to_now_in_utc(

@@ -176,12 +176,31 @@ async def test_all_four_actions_in_one_order_are_stored_and_announced_as_sent(
     data = envelope["data"]["order"]
     assert data["id"] == order_id
     assert data["merchant"]["code"] == "eyezy"
-    assert data["buyer"] == {"id": ANN, "email": "ann@example.com"}
+    assert data["buyer"] == {
+        "id": ANN,
+        "email": "ann@example.com",
+        "firstName": None,
+        "lastName": None,
+        "country": None,
+        "locale": None,
+    }
+    assert data["customer"] is None
     assert data["chargeMethodId"] == "cm_ann_visa"
     assert data["currency"] == "USD"
-    assert (data["baseAmount"], data["totalAmount"]) == (total, total)
-    assert (data["autocharge"], data["isMobile"]) == (True, False)
-    assert data["requestHeaders"] == {
+    assert data["amounts"] == {
+        "base": total,
+        "discountPercent": None,
+        "discount": 0,
+        "coupon": 0,
+        "total": total,
+    }
+    assert data["coupon"] is None
+    assert (data["autocharge"], data["autochargeExplicit"], data["isMobile"]) == (
+        True,
+        False,
+        False,
+    )
+    assert data["request"] == {
         "buyerIp": "203.0.113.10",
         "source": "web",
         "id": "checkout",
