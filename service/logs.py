@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO, cast
 
 import orjson
 import structlog
@@ -40,6 +42,28 @@ def redact_secrets(
     return event_dict
 
 
+class _Stdout(io.TextIOBase):
+    """Whatever sys.stdout is at the moment of writing, and a write that never raises.
+
+    A logger binds its stream once; writing through this keeps a replaced stdout (tests
+    capture it) working, and a closed or broken stdout (a dead log collector) costs the
+    log line, never the request that was being logged.
+    """
+
+    def write(self, text: str) -> int:
+        try:
+            return sys.stdout.write(text)
+        except (OSError, ValueError):
+            return 0
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+
+
+STDOUT = _Stdout()
+
+
 def _orjson_dumps(value: Any, default: Any = None) -> str:
     return orjson.dumps(value, default=default or str).decode()
 
@@ -64,12 +88,12 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         # One write per line (message and newline together): lines of several worker
         # processes sharing stdout never interleave.
-        logger_factory=structlog.WriteLoggerFactory(sys.stdout),
+        logger_factory=structlog.WriteLoggerFactory(cast(TextIO, STDOUT)),
         cache_logger_on_first_use=True,
     )
     # Libraries that log through the standard library (aiohttp, asyncio, aio-pika) go
     # through the same processors, so every line on stdout is JSON with the secrets out.
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(STDOUT)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[
