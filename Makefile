@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-export JWT_SECRET ?= dev-only-jwt-secret-change-me
+export JWT_SECRET ?= dev-only-jwt-secret-change-me-0123456789
 
 .PHONY: install run test lint typecheck pytest bench clean
 
