@@ -1,0 +1,132 @@
+"""The processes under test: started with their output to files, probed until ready,
+measured from /proc (CPU seconds of the whole process tree, resident memory per process),
+and stopped by their own pid."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+@dataclass
+class Managed:
+    """A process started by the benchmark, with the seconds it took to become ready."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    ready_seconds: float = float("nan")
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def url(self, path: str = "") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+def start(
+    name: str,
+    command: Sequence[str],
+    *,
+    port: int,
+    env: Mapping[str, str],
+    log_dir: Path,
+    ready_path: str,
+    timeout: float = 30.0,
+) -> Managed:
+    """Starts `command` and waits until GET `ready_path` answers 200; times that."""
+    log_path = log_dir / f"{name}.log"
+    with log_path.open("ab") as log:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            list(command), stdout=log, stderr=subprocess.STDOUT, env=dict(env)
+        )
+    managed = Managed(name, process, port, log_path)
+    deadline = started + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}; see {log_path}")
+        if _answers_200(managed.url(ready_path)):
+            managed.ready_seconds = time.perf_counter() - started
+            return managed
+        if time.perf_counter() > deadline:
+            stop(managed)
+            raise RuntimeError(f"{name} not ready after {timeout:.0f} s; see {log_path}")
+        time.sleep(0.01)
+
+
+def _answers_200(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def stop(managed: Managed, timeout: float = 15.0) -> int | None:
+    """SIGTERM (graceful shutdown), then SIGKILL if it does not exit in time."""
+    process = managed.process
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+def tree(pid: int) -> list[int]:
+    """`pid` and every process descended from it (worker processes of the service)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of `pid` and its live descendants."""
+    total = 0
+    for member in tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / CLOCK_TICKS
+
+
+def rss_mb(pid: int) -> dict[int, float]:
+    """Resident set size in MB of `pid` and each live descendant."""
+    sizes: dict[int, float] = {}
+    for member in tree(pid):
+        try:
+            resident = int(Path(f"/proc/{member}/statm").read_text().split()[1])
+        except OSError:
+            continue
+        sizes[member] = resident * PAGE_KB / 1024
+    return sizes

@@ -1,0 +1,66 @@
+"""The benchmark's own parts: its requests are orders the service accepts, each once, and
+its statistics and profile summary say what they should."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import corpus, profiling
+from bench.stats import percentile
+from service.config import Config
+
+
+@pytest.mark.parametrize("endpoint", ["initials", "oneclick", "me_order"])
+async def test_corpus_requests_are_accepted_orders(
+    client: Any, config: Config, endpoint: str
+) -> None:
+    assert config.jwt_secret is not None
+    build = corpus.builder_for(endpoint, corpus.new_run_tag(), config.jwt_secret)
+    bodies = set()
+    for n in range(3):
+        request = build(n)
+        bodies.add(request.body)
+        response = await client.post(request.path, data=request.body, headers=request.headers)
+        assert response.status == 200, await response.text()
+    assert len(bodies) == 3
+
+
+async def test_a_corpus_request_sent_twice_is_refused_as_a_replay(
+    client: Any, config: Config
+) -> None:
+    request = corpus.builder_for("initials", corpus.new_run_tag(), "unused")(0)
+    first = await client.post(request.path, data=request.body, headers=request.headers)
+    again = await client.post(request.path, data=request.body, headers=request.headers)
+    assert (first.status, again.status) == (200, 409)
+
+
+def test_corpus_files_split_requests_over_threads(tmp_path: Path) -> None:
+    build = corpus.builder_for("floor", "t", "unused")
+    paths = corpus.write_corpus(tmp_path / "c", build, 5, 2, "127.0.0.1:1")
+    requests = [r for p in paths for r in p.read_bytes().split(corpus.SEPARATOR) if r]
+    assert len(requests) == 5
+    assert len(set(requests)) == 5
+    assert all(r.startswith(b"POST /floor/order HTTP/1.1\r\n") for r in requests)
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 99) == 99.0
+    assert percentile(values, 100) == 100.0
+    assert percentile([], 50) != percentile([], 50)  # NaN
+
+
+def test_profile_summary_shares(tmp_path: Path) -> None:
+    raw = tmp_path / "raw.txt"
+    raw.write_text(
+        'process 1:"x";main (service/cli.py);handle (aiohttp/web.py);load (marshmallow/s.py) 3\n'
+        'process 1:"x";main (service/cli.py);handle (aiohttp/web.py) 1\n'
+    )
+    spots = profiling.summarize(raw)
+    assert spots.samples == 4
+    assert dict(spots.self_by_package) == {"marshmallow": 75.0, "aiohttp": 25.0}
+    assert dict(spots.self_by_function)["load (marshmallow/s.py)"] == 75.0
