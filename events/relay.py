@@ -155,6 +155,10 @@ class OutboxRelay:
                 if outcome is DrainOutcome.IDLE:
                     backoff = INITIAL_BACKOFF
                     await self._sleep(self.config.outbox_poll_interval, self._wake)
+                    if self._wake.is_set() and self.config.relay_coalesce_ms:
+                        # Under load every commit notifies; a short pause lets concurrent
+                        # commits join one batch instead of paying a claim each.
+                        await self._sleep(self.config.relay_coalesce_ms / 1000, self._stopping)
                 elif outcome is DrainOutcome.BROKER_DOWN:
                     backoff = INITIAL_BACKOFF
                     await self._wait_for_broker(BACKLOG_REFRESH_INTERVAL)
