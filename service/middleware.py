@@ -17,6 +17,7 @@ from structlog.contextvars import bind_contextvars, clear_contextvars
 
 from service.errors import ApiError, BadRequest, NotFound, PayloadTooLarge, ServiceUnavailable
 from service.request_metrics import observe_request
+from service.state import MERCHANT_CODE, ORDER_ID
 
 log = structlog.get_logger("access")
 error_log = structlog.get_logger(__name__)
@@ -132,8 +133,8 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
         route=route,
         status=response.status,
         duration_ms=round(duration * 1000, 2),
-        merchant=request.get("merchant"),
-        order_id=request.get("order_id"),
+        merchant=request.get(MERCHANT_CODE),
+        order_id=request.get(ORDER_ID),
     )
     return response
 

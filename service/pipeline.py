@@ -17,7 +17,7 @@ from service.errors import ApiError
 from service.metrics import ORDERS_CREATED
 from service.middleware import json_dumps
 from service.order_store import PreparedOrder, write_order
-from service.state import CONFIG, POOL
+from service.state import CONFIG, ORDER_ID, POOL
 
 IDEMPOTENCY_HEADER = idempotency.HEADER
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -59,7 +59,8 @@ async def create_order(
             reused_error,
         )
         if isinstance(outcome, idempotency.StoredResponse):
-            request["order_id"] = outcome.order_id
+            if outcome.order_id is not None:
+                request[ORDER_ID] = outcome.order_id
             response = web.json_response(outcome.body, status=outcome.status, dumps=json_dumps)
             response.headers[REPLAYED_HEADER] = "true"
             return response
@@ -76,5 +77,5 @@ async def create_order(
     body_out: Any = prepared.response_body
     if reference is not None and isinstance(body_out, dict) and "order_id" in body_out:
         body_out = {**body_out, "order_id": reference}
-    request["order_id"] = prepared.row["id"]
+    request[ORDER_ID] = prepared.row["id"]
     return web.json_response(body_out, status=prepared.response_status, dumps=json_dumps)

@@ -13,3 +13,7 @@ CONFIG = web.AppKey("config", Config)
 POOL = web.AppKey("pool", asyncpg.Pool)
 CATALOG = web.AppKey("catalog", CatalogCache)
 BROKER = web.AppKey("broker", Broker)
+
+# Set by handlers, read by the access log line.
+MERCHANT_CODE = web.RequestKey("merchant", str)
+ORDER_ID = web.RequestKey("order_id", str)

@@ -16,7 +16,7 @@ from service.auth.merchant import MerchantRequest, authenticate, read_merchant_h
 from service.catalog import Merchant
 from service.errors import ValidationFailed
 from service.middleware import parse_json_object, read_body
-from service.state import CATALOG, CONFIG
+from service.state import CATALOG, CONFIG, MERCHANT_CODE
 
 # Every column of `orders`: jsonb_populate_record fills absent keys with NULL, not with
 # the column default, so each row starts from this and sets what it knows.
@@ -79,7 +79,7 @@ async def read_signed_request(
     merchant, token = authenticate(
         request, body, request.app[CATALOG].current, request.app[CONFIG].signature_window_seconds
     )
-    request["merchant"] = merchant.code
+    request[MERCHANT_CODE] = merchant.code
     ctx = read_merchant_headers(request, merchant, token, ga_required=ga_required)
     data = parse_json_object(request, body) if json_body else {}
     return body, data, ctx
@@ -92,7 +92,7 @@ async def read_signed_read_request(request: web.Request) -> Merchant:
     merchant, _ = authenticate(
         request, body, request.app[CATALOG].current, request.app[CONFIG].signature_window_seconds
     )
-    request["merchant"] = merchant.code
+    request[MERCHANT_CODE] = merchant.code
     return merchant
 
 

@@ -15,7 +15,7 @@ from service.domain.me_order import check_me_order, prepare_me_order
 from service.errors import BadRequest
 from service.middleware import parse_json_object, read_body
 from service.pipeline import OrderPlan, create_order
-from service.state import CATALOG, CONFIG
+from service.state import CATALOG, CONFIG, MERCHANT_CODE
 
 routes = web.RouteTableDef()
 
@@ -33,7 +33,7 @@ async def create_me_order(request: web.Request) -> web.Response:
         request.app[CATALOG].current,
         ORDER_WRITE_SCOPE,
     )
-    request["merchant"] = customer.merchant.code
+    request[MERCHANT_CODE] = customer.merchant.code
     body = await read_body(request)
     loaded = load_me_order_request(parse_json_object(request, body))
 

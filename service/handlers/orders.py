@@ -13,12 +13,12 @@ from service.errors import NotFound
 from service.handlers.common import read_signed_read_request
 from service.middleware import json_dumps
 from service.sql import queries
-from service.state import POOL
+from service.state import ORDER_ID, POOL
 
 routes = web.RouteTableDef()
 
 # 8 base62 characters (merchant endpoints) or 24 hex (the Payway-style endpoint).
-ORDER_ID = re.compile(r"^([A-Za-z0-9]{8}|[a-f0-9]{24})$")
+ORDER_ID_FORMAT = re.compile(r"^([A-Za-z0-9]{8}|[a-f0-9]{24})$")
 
 
 def order_not_found() -> NotFound:
@@ -72,13 +72,13 @@ def order_entity(row: Mapping[str, Any]) -> dict[str, Any]:
 async def get_order(request: web.Request) -> web.Response:
     merchant = await read_signed_read_request(request)
     order_id = request.match_info["orderId"]
-    if not ORDER_ID.match(order_id):
+    if not ORDER_ID_FORMAT.match(order_id):
         raise order_not_found()
     async with request.app[POOL].acquire() as conn:
         row = await conn.fetchrow(queries.order_by_id, order_id, merchant.id)
     if row is None:
         raise order_not_found()
-    request["order_id"] = order_id
+    request[ORDER_ID] = order_id
     return web.json_response(
         {"data": order_entity(row), "meta": {"type": "entity"}}, dumps=json_dumps
     )
