@@ -15,6 +15,54 @@ from service.sql import queries
 
 MAX_ID_ATTEMPTS = 5
 
+# Every column of `orders`: jsonb_populate_record fills absent keys with NULL, not with
+# the column default, so each row starts from this and sets what it knows.
+ORDER_COLUMNS = (
+    "id", "merchant_id", "family", "status", "reference", "currency", "base_amount",
+    "discount_percent", "discount_amount", "coupon_id", "coupon_code", "coupon_amount",
+    "total_amount", "autocharge", "autocharge_explicit", "is_mobile", "subbrand",
+    "payment_url", "sequence", "buyer_id", "buyer", "charge_method_id", "customer_account",
+    "buyer_ip", "source", "source_id", "ga_client_id", "request_token", "metadata",
+    "details", "created_at",
+)  # fmt: skip
+
+
+def order_row(**values: Any) -> dict[str, Any]:
+    unknown = set(values) - set(ORDER_COLUMNS)
+    if unknown:
+        raise KeyError(f"not columns of orders: {sorted(unknown)}")
+    row: dict[str, Any] = dict.fromkeys(ORDER_COLUMNS)
+    row.update(status="created", discount_amount=0, coupon_amount=0)
+    row.update(values)
+    return row
+
+
+def order_item_row(
+    order_id: str,
+    position: int,
+    *,
+    product_id: int,
+    product_code: str,
+    unit_amount: int,
+    action: str = "purchase",
+    subscription_id: str | None = None,
+    period_id: str | None = None,
+) -> dict[str, Any]:
+    """One row of order_items, every column set (jsonb_populate_recordset applies no
+    defaults either)."""
+    return {
+        "order_id": order_id,
+        "position": position,
+        "action": action,
+        "product_id": product_id,
+        "product_code": product_code,
+        "subscription_id": subscription_id,
+        "period_id": period_id,
+        "unit_amount": unit_amount,
+        "quantity": 1,
+        "amount": unit_amount,
+    }
+
 
 @dataclass(frozen=True, slots=True)
 class PreparedOrder:

@@ -19,8 +19,8 @@ from service.auth.merchant import MerchantRequest
 from service.catalog import Coupon, Merchant, Product
 from service.domain.pricing import CouponValue, Price, price_with_discount_and_coupon
 from service.errors import ProductNotFound, ValidationFailed
-from service.handlers.common import merchant_order_columns, order_row, request_origin
-from service.order_store import PreparedOrder
+from service.handlers.common import merchant_order_columns, request_origin
+from service.order_store import PreparedOrder, order_item_row, order_row
 
 FAMILY: Final = "initials_url"
 SHOP_SOURCE = "shop"
@@ -241,18 +241,13 @@ def prepare_initials_order(
         metadata=order.metadata,
         **merchant_order_columns(ctx, created_at),
     )
-    item = {
-        "order_id": order_id,
-        "position": 0,
-        "action": "purchase",
-        "product_id": order.product.id,
-        "product_code": order.product.code,
-        "subscription_id": None,
-        "period_id": None,
-        "unit_amount": price.base,
-        "quantity": 1,
-        "amount": price.base,
-    }
+    item = order_item_row(
+        order_id,
+        0,
+        product_id=order.product.id,
+        product_code=order.product.code,
+        unit_amount=price.base,
+    )
     event_order = order_event_data(
         order_id=order_id,
         family=FAMILY,

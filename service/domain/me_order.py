@@ -22,8 +22,7 @@ from events.order_data import (
 )
 from service.catalog import Merchant, Period, Product
 from service.errors import BadRequest
-from service.handlers.common import order_row
-from service.order_store import PreparedOrder
+from service.order_store import PreparedOrder, order_item_row, order_row
 
 FAMILY: Final = "me_order"
 SUPPORTED_PAYMENT_METHODS = ("invoice", "autogiro")
@@ -130,17 +129,14 @@ def prepare_me_order(order: MeOrder, order_id: str, *, event_source: str) -> Pre
         details=details,
         created_at=order.created_at.isoformat(),
     )
-    item = {
-        "order_id": order_id,
-        "position": 0,
-        "action": "purchase",
-        "product_id": order.product.id,
-        "product_code": order.product.code,
-        "period_id": order.period.id,
-        "unit_amount": order.amount,
-        "quantity": 1,
-        "amount": order.amount,
-    }
+    item = order_item_row(
+        order_id,
+        0,
+        product_id=order.product.id,
+        product_code=order.product.code,
+        unit_amount=order.amount,
+        period_id=order.period.id,
+    )
     # `reference` and `customer.address` stay null here: place_order sets both.
     event_order = order_event_data(
         order_id=order_id,

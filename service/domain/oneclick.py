@@ -18,8 +18,8 @@ from events.order_data import OrderAmounts, OrderBuyer, OrderItem, order_event_d
 from service.auth.merchant import MerchantRequest
 from service.catalog import Buyer, ChargeMethod, Merchant, Product, Subscription
 from service.errors import NotFound, ProductNotFound, ValidationFailed
-from service.handlers.common import merchant_order_columns, order_row, request_origin
-from service.order_store import PreparedOrder
+from service.handlers.common import merchant_order_columns, request_origin
+from service.order_store import PreparedOrder, order_item_row, order_row
 
 FAMILY: Final = "oneclick"
 PURCHASE, UPGRADE, DOWNGRADE, RENEW = "purchase", "upgrade", "downgrade", "renew"
@@ -247,20 +247,16 @@ def resolve_oneclick_order(
 
 
 def item_rows(order_id: str, order: OneclickOrder) -> list[dict[str, Any]]:
-    # Every column of order_items: jsonb_populate_recordset does not apply defaults.
     return [
-        {
-            "order_id": order_id,
-            "position": line.position,
-            "action": line.action,
-            "product_id": line.product.id,
-            "product_code": line.product.code,
-            "subscription_id": str(line.subscription.id) if line.subscription else None,
-            "period_id": None,
-            "unit_amount": line.unit_amount,
-            "quantity": 1,
-            "amount": line.unit_amount,
-        }
+        order_item_row(
+            order_id,
+            line.position,
+            action=line.action,
+            product_id=line.product.id,
+            product_code=line.product.code,
+            unit_amount=line.unit_amount,
+            subscription_id=str(line.subscription.id) if line.subscription else None,
+        )
         for line in order.lines
     ]
 

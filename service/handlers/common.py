@@ -18,27 +18,6 @@ from service.errors import ValidationFailed
 from service.middleware import parse_json_object, read_body
 from service.state import CATALOG, CONFIG, MERCHANT_CODE
 
-# Every column of `orders`: jsonb_populate_record fills absent keys with NULL, not with
-# the column default, so each row starts from this and sets what it knows.
-ORDER_COLUMNS = (
-    "id", "merchant_id", "family", "status", "reference", "currency", "base_amount",
-    "discount_percent", "discount_amount", "coupon_id", "coupon_code", "coupon_amount",
-    "total_amount", "autocharge", "autocharge_explicit", "is_mobile", "subbrand",
-    "payment_url", "sequence", "buyer_id", "buyer", "charge_method_id", "customer_account",
-    "buyer_ip", "source", "source_id", "ga_client_id", "request_token", "metadata",
-    "details", "created_at",
-)  # fmt: skip
-
-
-def order_row(**values: Any) -> dict[str, Any]:
-    unknown = set(values) - set(ORDER_COLUMNS)
-    if unknown:
-        raise KeyError(f"not columns of orders: {sorted(unknown)}")
-    row: dict[str, Any] = dict.fromkeys(ORDER_COLUMNS)
-    row.update(status="created", discount_amount=0, coupon_amount=0)
-    row.update(values)
-    return row
-
 
 def merchant_order_columns(ctx: MerchantRequest, created_at: datetime) -> dict[str, Any]:
     """The columns a signed merchant request gives every order it creates."""

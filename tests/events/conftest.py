@@ -24,7 +24,7 @@ from events.relay import OutboxRelay
 from service.config import Config
 from service.db import create_pool
 from service.domain.identifiers import new_order_id
-from service.handlers.common import order_row
+from service.order_store import order_row
 from service.sql import queries
 
 FAMILY: Final = "initials_url"
