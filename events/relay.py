@@ -58,6 +58,9 @@ INITIAL_BACKOFF = 0.1
 MAX_BACKOFF = 5.0
 # A publish not confirmed within this time counts as failed; the row is sent again.
 CONFIRM_TIMEOUT = 10.0
+# After a cancel lets the batch in flight finish, how long before a second one abandons it.
+ABANDON_BATCH_AFTER = 1.0
+CHANNEL_CLOSE_TIMEOUT = 2.0
 HOUSEKEEPING_INTERVAL = 60.0
 # The backlog gauges are refreshed at most this often; the backlog log line while
 # events wait, at most every BACKLOG_LOG_INTERVAL.
@@ -175,7 +178,9 @@ class OutboxRelay:
     @contextlib.asynccontextmanager
     async def running(self, shutdown_timeout: float) -> AsyncIterator[None]:
         """Runs the relay in a task for the body; on exit stops it after its current
-        batch, waiting at most `shutdown_timeout` seconds before cancelling it."""
+        batch, waiting at most `shutdown_timeout` seconds, then cancels it: a first
+        cancel lets the batch in flight finish, a second one a moment later abandons it
+        (its rows stay unsent, so nothing is lost; at worst one is published again)."""
         task = asyncio.create_task(self.run(), name="outbox-relay")
         try:
             yield
@@ -185,6 +190,9 @@ class OutboxRelay:
             if not done:
                 log.warning("relay_stop_timeout", timeout=shutdown_timeout)
                 task.cancel()
+                done, _ = await asyncio.wait({task}, timeout=ABANDON_BATCH_AFTER)
+                if not done:
+                    task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             elif not task.cancelled() and task.exception() is not None:
@@ -196,9 +204,14 @@ class OutboxRelay:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
             # Stop after the current batch: its waits are bounded (confirm timeout, pool
-            # timeouts), and marking what was confirmed avoids needless duplicates.
+            # timeouts), and marking what was confirmed avoids needless duplicates. A
+            # second cancellation abandons the batch.
             self.stop()
-            await asyncio.wait({task})
+            try:
+                await asyncio.wait({task})
+            except asyncio.CancelledError:
+                task.cancel()
+                raise
             raise
 
     async def _sleep(self, seconds: float, event: asyncio.Event) -> None:
@@ -376,8 +389,10 @@ class OutboxRelay:
     async def _close_channel(self) -> None:
         channel, self._channel, self._channel_connection = self._channel, None, None
         if channel is not None and not channel.is_closed:
+            # Bounded: a broker that does not answer must not hold up shutdown.
             with contextlib.suppress(Exception):
-                await channel.close()
+                async with asyncio.timeout(CHANNEL_CLOSE_TIMEOUT):
+                    await channel.close()
 
     # ---- wake-ups ----------------------------------------------------------------------
 

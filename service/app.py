@@ -43,10 +43,15 @@ async def _broker(app: web.Application) -> AsyncIterator[None]:
         await broker.close()
 
 
+# The relay stops after the HTTP server has drained its requests; together they must fit
+# in the shutdown budget of a worker (SHUTDOWN_TIMEOUT plus a few seconds of clean-up).
+RELAY_STOP_SECONDS = 3.0
+
+
 async def _relay(app: web.Application) -> AsyncIterator[None]:
     # Publishes the outbox on the shared connection; on shutdown it stops after its batch.
     relay = OutboxRelay(app[CONFIG], app[POOL], app[BROKER])
-    async with relay.running(app[CONFIG].shutdown_timeout):
+    async with relay.running(min(app[CONFIG].shutdown_timeout, RELAY_STOP_SECONDS)):
         yield
 
 
