@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -9,7 +10,12 @@ from marshmallow import ValidationError, fields
 
 from service.domain.money import is_currency
 
+# RFC 3339 date-time with a UTC offset (or Z), ASCII digits only.
+RFC3339 = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
 METADATA_MAX_KEYS = 50
+MAX_EXACT_FLOAT = 2.0**53
 METADATA_MAX_KEY_LENGTH = 40
 METADATA_MAX_STRING_LENGTH = 500
 NUL_MESSAGE = "must not contain NUL (U+0000) characters"
@@ -122,6 +128,9 @@ class MetaData(fields.Field[dict[str, Any]]):
                     problems[key] = [f"strings are at most {METADATA_MAX_STRING_LENGTH} characters"]
             elif item is not None and not isinstance(item, bool | int | float):
                 problems[key] = ["values are strings, numbers, booleans or null (no nesting)"]
+            elif isinstance(item, float) and item.is_integer() and abs(item) > MAX_EXACT_FLOAT:
+                # Integers past 64 bits arrive as floats and would not be carried unchanged.
+                problems[key] = ["numbers beyond 2^53 are not kept exactly; send them as strings"]
         if problems:
             raise ValidationError(problems)
         return value

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from marshmallow import Schema, ValidationError, fields, post_load, validates_schema
 from marshmallow.validate import Length, OneOf
 
-from schemas.common import flatten_errors
+from schemas.common import RFC3339, flatten_errors
 from service.domain.countries import is_country
 from service.errors import BadRequest
 
@@ -52,7 +52,7 @@ INVOICE_DELIVERY_METHODS = ("mail", "email")
 
 # The document's own wording (it shows the pattern without the /i flag it also allows).
 PERIOD_ID_MESSAGE = "Parameter must match format (/^[a-f\\d]{24}$/)"
-PERIOD_ID_PATTERN = re.compile(r"[a-f\d]{24}", re.IGNORECASE)
+PERIOD_ID_PATTERN = re.compile(r"[a-f\d]{24}", re.IGNORECASE | re.ASCII)
 # RFC 5646 language tag: language, script, region, variants, extensions, private use.
 LANGUAGE_TAG = re.compile(
     r"(?:[a-z]{2,3}(?:-[a-z]{3}){0,3}|[a-z]{4,8})"
@@ -61,10 +61,7 @@ LANGUAGE_TAG = re.compile(
     r"(?:-(?:[a-z\d]{5,8}|\d[a-z\d]{3}))*"
     r"(?:-[a-wy-z\d](?:-[a-z\d]{2,8})+)*"
     r"(?:-x(?:-[a-z\d]{1,8})+)?",
-    re.IGNORECASE,
-)
-RFC3339 = re.compile(
-    r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+    re.IGNORECASE | re.ASCII,
 )
 
 MAX_LANGUAGE_LENGTH = 35
@@ -86,6 +83,13 @@ class Param(fields.String):
         "invalid_utf8": "Parameter must be a string",
         "validator_failed": "Parameter is not valid",
     }
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text: str = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in text:
+            # PostgreSQL text cannot hold NUL.
+            raise ValidationError("Parameter must not contain NUL characters")
+        return text
 
 
 def _length(low: int | None, high: int) -> Length:

@@ -186,8 +186,10 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         db_acquire_timeout=_read(
             env, "DB_ACQUIRE_TIMEOUT", _float(0.01, 600), d.db_acquire_timeout
         ),
+        # Bounded below the 60 s after which an Idempotency-Key claim counts as abandoned,
+        # so a claim is never taken over while its own order write can still commit.
         db_statement_timeout_ms=_read(
-            env, "DB_STATEMENT_TIMEOUT_MS", _int(0, 3_600_000), d.db_statement_timeout_ms
+            env, "DB_STATEMENT_TIMEOUT_MS", _int(100, 50_000), d.db_statement_timeout_ms
         ),
         request_body_limit=_read(
             env, "REQUEST_BODY_LIMIT", _int(1024, 16 * 1024 * 1024), d.request_body_limit

@@ -51,7 +51,8 @@ def bearer_token(authorization: str | None) -> str:
         )
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token or " " in token:
+    # A JWT is ASCII; anything else (odd bytes arrive as surrogates) is malformed.
+    if scheme.lower() != "bearer" or not token or " " in token or not token.isascii():
         raise _unauthorized("The Authorization header must be 'Bearer <token>'")
     return token
 
@@ -110,7 +111,11 @@ def verify_token(token: str, config: Config) -> dict[str, Any]:
 
 def customer_from_claims(claims: Mapping[str, Any], catalog: Catalog) -> Customer:
     account = claims.get("sub")
-    if not isinstance(account, str) or not 1 <= len(account.strip()) <= MAX_ACCOUNT_LENGTH:
+    if (
+        not isinstance(account, str)
+        or not 1 <= len(account.strip()) <= MAX_ACCOUNT_LENGTH
+        or not account.isprintable()
+    ):
         raise _unauthorized("The token's sub claim must name the customer account")
     org = claims.get("org")
     merchant = catalog.merchants_by_code.get(org) if isinstance(org, str) else None

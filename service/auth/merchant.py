@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from schemas.common import RFC3339
 from service.auth.signing import compute_token, token_matches
 from service.catalog import Catalog, Merchant
 from service.errors import Unauthorized, ValidationFailed
@@ -28,10 +29,10 @@ class MerchantRequest:
 
 
 def parse_x_date(raw: str) -> datetime:
-    """An RFC 3339 timestamp with an offset (or Z)."""
-    if "T" not in raw.upper():
+    """An RFC 3339 timestamp with an offset (or Z); ISO 8601's other forms are refused."""
+    if RFC3339.fullmatch(raw) is None:
         raise ValueError("not an RFC 3339 date-time")
-    moment = datetime.fromisoformat(raw.replace("z", "Z"))
+    moment = datetime.fromisoformat(raw.replace("z", "Z").replace("t", "T"))
     if moment.tzinfo is None:
         raise ValueError("has no UTC offset")
     return moment
@@ -108,6 +109,9 @@ def read_merchant_headers(
         limit = MAX_HEADER_LENGTH.get(name)
         if limit is not None and len(value) > limit:
             problems[f"headers.{name}"] = [f"at most {limit} characters"]
+        elif not (value.isascii() and value.isprintable()):
+            # Odd bytes reach us as surrogates, which PostgreSQL text cannot store.
+            problems[f"headers.{name}"] = ["must be printable ASCII"]
         values[name] = value.strip()
     buyer_ip = values["x-buyer-ip"]
     if buyer_ip is not None:

@@ -22,13 +22,19 @@ def compute_token(secret: str, method: str, path_and_query: str, x_date: str, bo
 
 
 def token_matches(expected: str, given: str) -> bool:
-    """Constant-time comparison, so timing tells nothing about how much of a token was right."""
+    """Constant-time comparison, so timing tells nothing about how much of a token was right.
+    A header that is not even ASCII (aiohttp hands odd bytes over as surrogates) is no match.
+    """
+    if not given.isascii():
+        return False
     return hmac.compare_digest(expected.encode(), given.encode())
 
 
 def format_x_date(moment: datetime | None = None) -> str:
+    """RFC 3339 in UTC with microseconds: two identical requests signed within the same
+    second still get different tokens, so neither is taken for a replay of the other."""
     moment = moment or datetime.now(UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def signed_headers(

@@ -1,0 +1,150 @@
+"""Input that once reached the database or a library unchecked: odd header bytes, NUL
+characters, numbers too large to keep, non-RFC 3339 dates, non-ASCII digits. Each gets a
+clear error in its family's format, never a 500."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import jwt
+import orjson
+
+from service.auth.signing import signed_headers
+from service.config import Config
+from tests.conftest import EYEZY_KEY
+
+INITIALS_PATH = "/api/v2/initials/url"
+ME_ORDER_PATH = "/external/api/v1/me/order"
+ME_ORDER_BODY = {
+    "product_code": "adeprimo_digital",
+    "period_id": "5cb804811d41c82b5c518ea8",
+    "browser_ip": "127.0.0.1",
+    "language": "sv-SE",
+    "user_agent": "Mozilla/5.0",
+    "receipt_url": "https://domain.tld/receipt/1",
+}
+
+
+async def raw_request(
+    client: Any, method: str, path: str, headers: dict[str, bytes], body: bytes
+) -> tuple[int, dict[str, Any]]:
+    """Sends header values as raw bytes (an HTTP client would refuse to encode them)."""
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    lines = [f"{method} {path} HTTP/1.1".encode(), b"Host: test", b"Connection: close"]
+    lines += [name.encode() + b": " + value for name, value in headers.items()]
+    lines.append(b"Content-Length: " + str(len(body)).encode())
+    writer.write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+    await writer.drain()
+    response = await reader.read()
+    writer.close()
+    head, _, payload = response.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, orjson.loads(payload)
+
+
+def signed_raw(body: bytes, **override: bytes) -> dict[str, bytes]:
+    headers = {
+        k: v.encode() for k, v in signed_headers(*EYEZY_KEY, "POST", INITIALS_PATH, body).items()
+    }
+    headers["Content-Type"] = b"application/json"
+    headers.update(override)
+    return headers
+
+
+def customer_token(config: Config, **claims: Any) -> str:
+    now = int(time.time())
+    payload = {"sub": "customer-hostile", "org": "adeprimo", "exp": now + 300}
+    payload["scope"] = "/external/me/order/w"
+    payload.update(claims)
+    return jwt.encode(payload, config.jwt_secret, "HS256")
+
+
+async def test_non_ascii_x_token_is_an_invalid_signature(client: Any) -> None:
+    body = orjson.dumps({"product": {"code": "premium_1m"}})
+    status, error = await raw_request(
+        client, "POST", INITIALS_PATH, signed_raw(body, **{"x-token": b"\xff\xfe"}), body
+    )
+    assert status == 401
+    assert error["error"]["code"] == "invalid_signature"
+
+
+async def test_odd_bytes_in_x_source_are_a_header_error(client: Any) -> None:
+    body = orjson.dumps({"product": {"code": "premium_1m"}})
+    status, error = await raw_request(
+        client, "POST", INITIALS_PATH, signed_raw(body, **{"x-source": b"sh\xffop"}), body
+    )
+    assert status == 422
+    assert error["error"]["code"] == "invalid_headers"
+    assert "headers.x-source" in error["error"]["fields"]
+
+
+async def test_non_ascii_bearer_token_is_unauthorized(client: Any) -> None:
+    body = orjson.dumps(ME_ORDER_BODY)
+    headers = {"Authorization": b"Bearer \xff\xfe", "Content-Type": b"application/json"}
+    status, error = await raw_request(client, "POST", ME_ORDER_PATH, headers, body)
+    assert status == 401
+    assert error["code"] == "unauthorized"
+
+
+async def test_nul_in_a_payway_field_is_an_invalid_parameter(client: Any, config: Config) -> None:
+    response = await client.post(
+        ME_ORDER_PATH,
+        json={**ME_ORDER_BODY, "user_agent": "Mozilla\u0000"},
+        headers={"Authorization": f"Bearer {customer_token(config)}"},
+    )
+    assert response.status == 400
+    assert await response.json() == {
+        "code": "invalid_parameter",
+        "field": "user_agent",
+        "message": "Parameter must not contain NUL characters",
+    }
+
+
+async def test_nul_in_the_token_subject_is_unauthorized(client: Any, config: Config) -> None:
+    token = customer_token(config, sub="cust\u0000omer")
+    response = await client.post(
+        ME_ORDER_PATH, json=ME_ORDER_BODY, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status == 401
+    assert (await response.json())["code"] == "unauthorized"
+
+
+async def test_non_ascii_digits_do_not_pass_for_a_period_id(client: Any, config: Config) -> None:
+    response = await client.post(
+        ME_ORDER_PATH,
+        json={**ME_ORDER_BODY, "period_id": "\u0660" * 24},
+        headers={"Authorization": f"Bearer {customer_token(config)}"},
+    )
+    assert response.status == 400
+    assert (await response.json())["message"] == "Parameter must match format (/^[a-f\\d]{24}$/)"
+
+
+async def test_metadata_integer_past_64_bits_is_refused(client: Any, sign: Any) -> None:
+    raw = b'{"product": {"code": "premium_1m"}, "metaData": {"a": 123456789012345678901234567890}}'
+    body, headers = sign(INITIALS_PATH, raw)
+    headers["Content-Type"] = "application/json"
+    response = await client.post(INITIALS_PATH, data=body, headers=headers)
+    assert response.status == 422
+    assert "metaData.a" in (await response.json())["error"]["fields"]
+
+
+async def test_x_date_in_another_iso_8601_form_is_refused(client: Any, sign: Any) -> None:
+    body, headers = sign(INITIALS_PATH, {"product": {"code": "premium_1m"}})
+    headers["x-date"] = "2026-W48-2T01:05:00Z"
+    response = await client.post(INITIALS_PATH, data=body, headers=headers)
+    assert response.status == 401
+    assert (await response.json())["error"]["code"] == "invalid_x_date"
+
+
+async def test_identical_requests_signed_in_the_same_second_are_two_orders(
+    client: Any, sign: Any
+) -> None:
+    # Two buyers of the same product with the same (minimal) body: each signature carries
+    # its own x-date to the microsecond, so neither is taken for a replay.
+    responses = []
+    for _ in range(2):
+        body, headers = sign(INITIALS_PATH, {"product": {"code": "premium_1m"}})
+        responses.append(await client.post(INITIALS_PATH, data=body, headers=headers))
+    assert [r.status for r in responses] == [200, 200]
