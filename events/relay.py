@@ -423,7 +423,7 @@ class OutboxRelay:
                             await lost.wait()
                     except TimeoutError:
                         async with asyncio.timeout(5):
-                            await conn.fetchval("SELECT 1")
+                            await conn.fetchval(queries.ping)
             except Exception as exc:  # noqa: BLE001 - reconnect whatever went wrong
                 log.warning("outbox_listen_lost", error=_describe(exc))
             finally:

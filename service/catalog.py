@@ -268,8 +268,12 @@ class CatalogCache:
                 # Anything committed between the first read and LISTEN is picked up here.
                 await self.refresh(pool)
                 while not conn.is_closed():
-                    with contextlib.suppress(TimeoutError):
+                    try:
                         await asyncio.wait_for(self._changed.wait(), poll_seconds)
+                    except TimeoutError:
+                        # A LISTEN connection that died silently would hear nothing more:
+                        # a failed ping reconnects it.
+                        await conn.fetchval(queries.ping)
                     self._changed.clear()
                     await self.refresh(pool)
             except asyncio.CancelledError:

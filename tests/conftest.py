@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import asyncpg
 import orjson
 import pytest
@@ -31,7 +32,11 @@ configure_logging("warning", "json")
 
 
 def _run(coro: Any) -> Any:
-    return asyncio.new_event_loop().run_until_complete(coro)
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
 
 
 async def _create_database(name: str) -> None:
@@ -82,6 +87,21 @@ def base_config(database_url: str, run_id: str) -> Config:
         outbox_poll_interval=0.2,
         log_level="warning",
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _delete_exchange_after_run(base_config: Config) -> Iterator[None]:
+    """The run's exchange is durable (as the relay declares it); remove it at the end,
+    whichever tests ran."""
+    yield
+
+    async def delete() -> None:
+        connection = await aio_pika.connect(base_config.amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            await channel.exchange_delete(base_config.events_exchange)
+
+    _run(delete())
 
 
 @pytest.fixture

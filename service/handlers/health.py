@@ -7,6 +7,7 @@ import asyncio
 from aiohttp import web
 
 from service.middleware import json_dumps
+from service.sql import queries
 from service.state import BROKER, CONFIG, POOL
 
 routes = web.RouteTableDef()
@@ -23,7 +24,7 @@ async def _database_ok(request: web.Request) -> bool:
     try:
         async with asyncio.timeout(timeout):
             async with pool.acquire() as conn:
-                await conn.fetchval("SELECT 1")
+                await conn.fetchval(queries.ping)
     except Exception:  # noqa: BLE001 - any failure means not ready
         return False
     return True

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -200,20 +200,6 @@ async def place_orders(
             PlacedOrder(order_id, event["event_id"], normalized(event["payload"]), time.time())
         )
     return placed
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _delete_exchange_after_run(base_config: Config) -> Iterator[None]:
-    """The run's exchange is durable (as the relay declares it); remove it at the end."""
-    yield
-
-    async def delete() -> None:
-        connection = await aio_pika.connect(base_config.amqp_url)
-        async with connection:
-            channel = await connection.channel()
-            await channel.exchange_delete(base_config.events_exchange)
-
-    asyncio.new_event_loop().run_until_complete(delete())
 
 
 @pytest.fixture
