@@ -1,9 +1,10 @@
 """Running the service: migrations once, then one or more worker processes on one port.
 
-Every worker is a full instance (its own event loop, database pool, broker connection and
-outbox relay) listening on its own SO_REUSEPORT socket; the kernel spreads connections
-over them. The parent only supervises: it forwards SIGTERM/SIGINT, restarts a worker
-that dies on its own, and exits 0 once every worker has shut down cleanly.
+Every worker is a full instance (its own event loop, database pool and broker connection;
+the first one also runs the outbox relay) listening on its own SO_REUSEPORT socket; the
+kernel spreads connections over them. The parent only supervises: it forwards SIGTERM and
+SIGINT, restarts a worker that dies on its own, and exits 0 once every worker has shut down
+cleanly.
 
 Nothing here imports prometheus_client (or the app, which does) before the metrics
 directory of the workers is set: the library picks its storage at import time.
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Coroutine
+from dataclasses import replace
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -193,8 +195,12 @@ class Supervisor:
         return 1 if self.failed else 0
 
     def _start(self, slot: int, port: int) -> None:
+        # One relay per instance, in the first worker: relays of one machine would only
+        # split the same outbox into smaller batches (SKIP LOCKED keeps them correct, not
+        # cheap). A restarted first worker brings it back.
+        config = self.config if slot == 0 else replace(self.config, relay_enabled=False)
         process = self.context.Process(
-            target=_worker_main, args=(self.config, port), name=f"order-service-worker-{slot}"
+            target=_worker_main, args=(config, port), name=f"order-service-worker-{slot}"
         )
         process.start()
         self.workers[slot] = process
