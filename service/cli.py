@@ -16,7 +16,8 @@ from service.logs import configure_logging
 log = structlog.get_logger("order-service")
 
 
-def _config_or_exit() -> Config:
+def config_or_exit() -> Config:
+    """The configuration, or exit status 2 with a message naming the bad variable."""
     try:
         return load_config()
     except ConfigError as exc:
@@ -166,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    config = _config_or_exit()
+    config = config_or_exit()
     configure_logging(config.log_level, config.log_format)
     result: int = args.func(config, args)
     return result

@@ -10,7 +10,6 @@ service still starts and takes orders; their events wait in the outbox until one
 from __future__ import annotations
 
 import asyncio
-import sys
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -21,7 +20,8 @@ import asyncpg
 import structlog
 
 from service.catalog_load import CatalogFileError, load_catalog_file
-from service.config import Config, ConfigError, load_config, redact_url
+from service.cli import config_or_exit
+from service.config import redact_url
 from service.db import database_name, with_database
 from service.logs import configure_logging
 from service.migrations import migrate
@@ -83,16 +83,8 @@ def start_embedded_postgres(pgdata: Path, database: str) -> tuple[str, Any]:
     return url, server
 
 
-def _config_or_exit() -> Config:
-    try:
-        return load_config()
-    except ConfigError as exc:
-        print(f"order-service: configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
 def main() -> int:
-    config = _config_or_exit()
+    config = config_or_exit()
     configure_logging(config.log_level, config.log_format)
     embedded: Any = None  # held until exit: the handle stops the server at exit
     if not config.database_url_explicit and not asyncio.run(
