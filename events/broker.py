@@ -17,6 +17,8 @@ from aio_pika.abc import AbstractConnection
 
 log = structlog.get_logger(__name__)
 
+CLOSE_TIMEOUT = 3.0
+
 
 class Broker:
     def __init__(self, url: str, *, max_backoff: float = 5.0, connect_timeout: float = 5.0) -> None:
@@ -68,7 +70,10 @@ class Broker:
                 self._ready.clear()
                 self.connection = None
                 if not connection.is_closed:
-                    await connection.close()
+                    # Bounded: a broker that does not answer must not hold up shutdown.
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(CLOSE_TIMEOUT):
+                            await connection.close()
             log.warning("broker_connection_lost")
 
     async def close(self) -> None:

@@ -193,8 +193,14 @@ class OutboxRelay:
                 done, _ = await asyncio.wait({task}, timeout=ABANDON_BATCH_AFTER)
                 if not done:
                     task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                    done, _ = await asyncio.wait({task}, timeout=ABANDON_BATCH_AFTER)
+                if not done:
+                    # Never hold up shutdown: whatever it holds is released when the
+                    # pool and the broker connection close.
+                    log.error("relay_did_not_stop")
+                else:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             elif not task.cancelled() and task.exception() is not None:
                 log.error("relay_crashed", error=repr(task.exception()))
 

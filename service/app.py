@@ -11,7 +11,7 @@ from events.relay import OutboxRelay
 from service import idempotency
 from service.catalog import CatalogCache
 from service.config import Config
-from service.db import create_pool
+from service.db import close_pool, create_pool
 from service.handlers import asyncapi, docs, health, initials, me_order, metrics, oneclick, orders
 from service.middleware import request_middleware
 from service.state import BROKER, CATALOG, CONFIG, POOL
@@ -23,7 +23,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await pool.close()
+        await close_pool(pool)
 
 
 async def _catalog(app: web.Application) -> AsyncIterator[None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -12,6 +13,8 @@ import structlog
 from service.config import Config, redact_url
 
 log = structlog.get_logger(__name__)
+
+POOL_CLOSE_SECONDS = 3.0
 
 
 def _dumps(value: Any) -> str:
@@ -75,6 +78,17 @@ async def create_pool(config: Config) -> asyncpg.Pool:
 
 async def _no_reset(conn: asyncpg.Connection) -> None:
     return None
+
+
+async def close_pool(pool: asyncpg.Pool, seconds: float = POOL_CLOSE_SECONDS) -> None:
+    """Closes the pool gracefully, or at once if a connection is still not released after
+    `seconds`: shutdown must end even if some task never gives its connection back."""
+    try:
+        async with asyncio.timeout(seconds):
+            await pool.close()
+    except TimeoutError:
+        log.error("database_pool_close_timed_out", seconds=seconds)
+        pool.terminate()
 
 
 def database_name(url: str) -> str:
