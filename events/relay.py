@@ -38,6 +38,7 @@ import structlog
 from aiormq.abc import DeliveredMessage
 from pamqp.common import FieldTable
 
+from events.batch_publish import OutgoingMessage, publish_batch
 from events.broker import Broker
 from events.envelope import CONTENT_TYPE, stored_envelope_headers
 from service.config import Config
@@ -278,27 +279,19 @@ class OutboxRelay:
     async def _publish_rows(
         self, channel: aiormq.Channel, rows: Sequence[asyncpg.Record]
     ) -> list[Outcome]:
-        """Sends every row, then awaits all the confirms together (pipelined: the broker
-        confirms while later messages are still being written)."""
-        pending: list[asyncio.Future[Any]] = []
-        for row in rows:
+        """Sends every row in one write, then awaits all the confirms together (pipelined:
+        the broker confirms while later messages are still arriving)."""
+        invalid: dict[int, asyncio.Future[Any]] = {}
+        messages: list[OutgoingMessage] = []
+        for index, row in enumerate(rows):
             try:
                 properties = self._properties(row)
             except Exception as exc:  # noqa: BLE001 - an invalid envelope fails alone
-                pending.append(_failed_future(InvalidEnvelope(_describe(exc))))
+                invalid[index] = _failed_future(InvalidEnvelope(_describe(exc)))
                 continue
-            pending.append(
-                asyncio.ensure_future(
-                    channel.basic_publish(
-                        row["body"].encode(),
-                        exchange=self.exchange,
-                        routing_key=row["routing_key"],
-                        properties=properties,
-                        mandatory=True,
-                        wait=False,
-                    )
-                )
-            )
+            messages.append(OutgoingMessage(row["routing_key"], row["body"].encode(), properties))
+        confirms = iter(await publish_batch(channel, self.exchange, messages) if messages else ())
+        pending = [invalid.get(index) or next(confirms) for index in range(len(rows))]
         # One deadline for the whole batch (a timer per publish costs more than it buys).
         _, late = await asyncio.wait(pending, timeout=self.confirm_timeout)
         for publish in late:
