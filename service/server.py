@@ -83,6 +83,7 @@ async def serve_worker(config: Config, port: int, *, reuse_port: bool) -> int:
     from aiohttp import web
 
     from service.app import create_app
+    from service.heap import freeze_startup_heap
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -93,6 +94,7 @@ async def serve_worker(config: Config, port: int, *, reuse_port: bool) -> int:
         create_app(config), access_log=None, shutdown_timeout=config.shutdown_timeout
     )
     await runner.setup()
+    freeze_startup_heap()
     try:
         site = web.TCPSite(runner, config.host, port, reuse_port=reuse_port)
         await site.start()

@@ -1,0 +1,20 @@
+"""Garbage-collector settings for a long-running server process.
+
+Everything allocated while starting (modules, the catalog, schemas, the OpenAPI
+document) lives as long as the process, yet CPython's full (generation 2) collections walk
+all of it again and again. Under the benchmark's load one such collection took up to
+48 ms, a pause every request in flight waits through: most of the p99. `gc.freeze()` moves
+the start-up heap out of the collector's sight, so a full collection walks only what was
+allocated since. Frozen objects are still freed by reference counting; only a cycle among
+them would stay, and start-up builds none that is dropped later.
+"""
+
+from __future__ import annotations
+
+import gc
+
+
+def freeze_startup_heap() -> None:
+    """Collects start-up garbage, then freezes what is left; call once the app is set up."""
+    gc.collect()
+    gc.freeze()
