@@ -9,12 +9,13 @@ from aiohttp import web
 from events.broker import Broker
 from events.relay import OutboxRelay
 from service import idempotency
+from service.auth.bearer import VerifiedTokens
 from service.catalog import CatalogCache
 from service.config import Config
 from service.db import close_pool, create_pool
 from service.handlers import asyncapi, docs, health, initials, me_order, metrics, oneclick, orders
 from service.middleware import request_middleware
-from service.state import BROKER, CATALOG, CONFIG, POOL
+from service.state import BROKER, CATALOG, CONFIG, POOL, VERIFIED_TOKENS
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -61,6 +62,7 @@ def create_app(config: Config) -> web.Application:
         client_max_size=config.request_body_limit,
     )
     app[CONFIG] = config
+    app[VERIFIED_TOKENS] = VerifiedTokens(config)
     app.cleanup_ctx.extend([_database, _catalog, _broker, idempotency.pruning])
     if config.relay_enabled:
         app.cleanup_ctx.append(_relay)

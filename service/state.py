@@ -6,6 +6,7 @@ import asyncpg
 from aiohttp import web
 
 from events.broker import Broker
+from service.auth.bearer import VerifiedTokens
 from service.catalog import CatalogCache
 from service.config import Config
 
@@ -13,6 +14,7 @@ CONFIG = web.AppKey("config", Config)
 POOL = web.AppKey("pool", asyncpg.Pool)
 CATALOG = web.AppKey("catalog", CatalogCache)
 BROKER = web.AppKey("broker", Broker)
+VERIFIED_TOKENS = web.AppKey("verified_tokens", VerifiedTokens)
 
 # Set by handlers, read by the access log line.
 MERCHANT_CODE = web.RequestKey("merchant", str)

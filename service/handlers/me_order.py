@@ -15,7 +15,7 @@ from service.domain.me_order import check_me_order, prepare_me_order
 from service.errors import BadRequest
 from service.middleware import parse_json_object, read_body
 from service.pipeline import OrderPlan, create_order
-from service.state import CATALOG, CONFIG, MERCHANT_CODE
+from service.state import CATALOG, CONFIG, MERCHANT_CODE, VERIFIED_TOKENS
 
 routes = web.RouteTableDef()
 
@@ -29,7 +29,7 @@ async def create_me_order(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     customer = authenticate_customer(
         request.headers.get("Authorization"),
-        config,
+        request.app[VERIFIED_TOKENS],
         request.app[CATALOG].current,
         ORDER_WRITE_SCOPE,
     )

@@ -16,9 +16,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from service.app import create_app
-from service.auth.bearer import mint_token
+from service.auth.bearer import VerifiedTokens, mint_token
 from service.cli import main as cli_main
 from service.config import Config
+from service.errors import Unauthorized
 from tests.me_order.conftest import ME_ORDER_PATH, Token, bearer, order_body
 
 
@@ -251,3 +252,46 @@ def test_cli_token_command(
     monkeypatch.delenv("JWT_SECRET")
     assert cli_main(["token", "--sub", "customer-1", "--org", "adeprimo"]) == 2
     assert "JWT_SECRET" in capsys.readouterr().err
+
+
+class TestVerifiedTokens:
+    """A token is verified once per process; its expiry is checked on every use."""
+
+    def test_a_remembered_token_still_expires(
+        self, config: Config, token: Token, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        tokens = VerifiedTokens(config)
+        issued = int(time.time())
+        raw = token(iat=issued, exp=issued + 60)
+        assert tokens.claims(raw)["exp"] == issued + 60
+        assert len(tokens) == 1
+        later = issued + 60 + config.jwt_leeway_seconds + 1
+        monkeypatch.setattr("service.auth.bearer.time.time", lambda: later)
+        with pytest.raises(Unauthorized, match="The token has expired"):
+            tokens.claims(raw)
+        assert len(tokens) == 0
+
+    def test_invalid_tokens_are_not_remembered(self, config: Config, token: Token) -> None:
+        tokens = VerifiedTokens(config)
+        for raw in (token(key="another-secret-of-enough-length-0123456789"), "a.b.c"):
+            with pytest.raises(Unauthorized):
+                tokens.claims(raw)
+        assert len(tokens) == 0
+
+    def test_the_least_recently_used_is_forgotten_first(self, config: Config, token: Token) -> None:
+        tokens = VerifiedTokens(config, size=2)
+        first, second, third = (token(sub=f"customer-{n}") for n in range(3))
+        tokens.claims(first)
+        tokens.claims(second)
+        tokens.claims(first)  # now the most recently used
+        tokens.claims(third)
+        assert len(tokens) == 2
+        assert tokens.claims(first)["sub"] == "customer-0"  # still remembered
+        assert tokens.claims(second)["sub"] == "customer-1"  # verified again, evicting third
+        assert len(tokens) == 2
+
+    async def test_one_token_serves_a_customer_s_orders(self, client: Any, token: Token) -> None:
+        headers = bearer(token())
+        for _ in range(3):
+            response = await post(client, headers)
+            assert response.status == 200, await response.text()
