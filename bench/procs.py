@@ -130,3 +130,36 @@ def rss_mb(pid: int) -> dict[int, float]:
             continue
         sizes[member] = resident * PAGE_KB / 1024
     return sizes
+
+
+# What the machine runs besides the process under test, by the command name in
+# /proc/<pid>/stat: every PostgreSQL backend, and RabbitMQ's Erlang VM with its helpers.
+GROUPS = {
+    "postgres": ("postgres",),
+    "rabbitmq": ("beam.smp", "erl_child_setup", "inet_gethost", "epmd"),
+}
+
+
+def cpu_by_group() -> dict[str, float]:
+    """CPU seconds used so far by every live process of each group in GROUPS."""
+    totals = dict.fromkeys(GROUPS, 0.0)
+    owner = {name: group for group, names in GROUPS.items() for name in names}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        group = owner.get(stat[stat.index("(") + 1 : stat.rindex(")")])
+        if group is not None:
+            fields = stat.rsplit(")", 1)[1].split()
+            totals[group] += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return totals
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent not idle since boot (/proc/stat: all but idle, iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS

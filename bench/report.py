@@ -46,6 +46,22 @@ def endpoint_table(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def cpu_table(summary: dict[str, Any], cpus: int) -> list[str]:
+    """CPU milliseconds per request of each part of the machine, per endpoint: what a
+    request costs in all, and whether the run was bound by the machine's cores."""
+    parts = list(next(iter(summary.values()))["machine_cpu_ms_per_request"])
+    lines = [
+        "| endpoint | " + " | ".join(f"{part} ms/req" for part in parts)
+        + f" | machine busy (of {cpus} cores) |",
+        "|---|" + "---:|" * (len(parts) + 1),
+    ]  # fmt: skip
+    for name, row in summary.items():
+        shares = row["machine_cpu_ms_per_request"]
+        cells = " | ".join(_num(shares[part], 3) for part in parts)
+        lines.append(f"| {name} | {cells} | {_num(row['machine_busy_cores'], 2)} |")
+    return lines
+
+
 def figures_table(figures: list[tuple[str, str, str, bool | None]]) -> list[str]:
     lines = ["| figure | value | target | verdict |", "|---|---:|---|---|"]
     lines += [
@@ -65,7 +81,16 @@ def markdown(result: dict[str, Any]) -> str:
         "endpoint run is compared with the mean of the floor runs right before and after it.",
         "",
     ]
-    body = [*endpoint_table(result["summary"]), "", *figures_table(result["figures"])]
+    body = [
+        *endpoint_table(result["summary"]),
+        "",
+        "Where the CPU goes, in ms per request (the floor does no validation, logging or "
+        "event publishing, so RabbitMQ and the relay cost it nothing):",
+        "",
+        *cpu_table(result["summary"], result["machine"]["cpus"]),
+        "",
+        *figures_table(result["figures"]),
+    ]
     runs = ["", "Runs in order:", ""]
     for r in result["runs"]:
         line = f"- {r['target']}: {_num(r['rps'], 0)} req/s, p99 {_num(r['p99_ms'], 2)} ms"

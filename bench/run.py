@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -156,7 +157,12 @@ def measure(
     for attempt in range(2):
         count = int(bench.rate_guess[target] * args.duration * (1.6 + attempt)) + 1000
         cpu_before = procs.cpu_seconds(server.pid)
+        groups_before, busy_before = procs.cpu_by_group(), procs.machine_busy_seconds()
+        wall_before = time.perf_counter()
         result = drive(bench, target, server, args.duration, count)
+        wall = time.perf_counter() - wall_before
+        busy = procs.machine_busy_seconds() - busy_before
+        groups = {k: v - groups_before[k] for k, v in procs.cpu_by_group().items()}
         cpu = procs.cpu_seconds(server.pid) - cpu_before
         if not result.exhausted:
             break
@@ -169,6 +175,14 @@ def measure(
         "warmup_errors": warm.errors,
         "cpu_seconds": round(cpu, 2),
         "cpu_ms_per_request": round(1000 * cpu / result.requests, 3) if result.requests else None,
+        # Where the machine's CPU went while this run was driven (wrk's start included).
+        "machine_cpu_ms_per_request": {
+            "server": per_request(cpu, result.requests),
+            **{group: per_request(seconds, result.requests) for group, seconds in groups.items()},
+            "load generator": per_request(result.wrk_cpu_seconds, result.requests),
+            "whole machine": per_request(busy, result.requests),
+        },
+        "machine_busy_cores": round(busy / wall, 2) if wall else None,
         "rss_mb": {str(pid): round(mb, 1) for pid, mb in rss.items()},
     }
     bench.runs.append(run)
@@ -180,6 +194,10 @@ def measure(
     if result.errors:
         print(f"bench:   first error: {result.first_error[:300]}", flush=True)
     return run
+
+
+def per_request(seconds: float, requests: int) -> float | None:
+    return round(1000 * seconds / requests, 3) if requests else None
 
 
 def loadgen_check(bench: Bench) -> dict[str, Any]:
@@ -258,6 +276,11 @@ def summarize(bench: Bench) -> dict[str, dict[str, Any]]:
             "p999_ms": avg("p999_ms"),
             "errors": sum(r["errors"] for r in mine),
             "cpu_ms_per_request": avg("cpu_ms_per_request"),
+            "machine_cpu_ms_per_request": {
+                part: mean([r["machine_cpu_ms_per_request"][part] or math.nan for r in mine])
+                for part in mine[0]["machine_cpu_ms_per_request"]
+            },
+            "machine_busy_cores": avg("machine_busy_cores"),
             "rss_mb": max(max(r["rss_mb"].values()) for r in mine),
         }
         if target == "floor":
