@@ -4,6 +4,12 @@ capped exponential backoff, so the service starts and takes orders while RabbitM
 aio-pika's connect_robust would reconnect by itself, but it swallows cancellation while
 a connection attempt is under way, which makes a clean shutdown impossible; this loop
 gives the same robustness with cancellation that works.
+
+Cancellation alone is not enough, though: aio_pika.connect() runs the handshake under
+asyncio.wait_for, which before Python 3.12 swallows a cancel that lands in the loop
+iteration in which the handshake completes (it returns the connection instead). close()
+therefore also sets a flag that the loop checks after every connect, and waits for the
+task only for a bounded time.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ class Broker:
         self.connection: AbstractConnection | None = None
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     @property
     def connected(self) -> bool:
@@ -48,16 +55,22 @@ class Broker:
 
     async def _keep_connected(self) -> None:
         delay = 0.1
-        while True:
+        while not self._closing:
             try:
                 connection = await aio_pika.connect(self.url, timeout=self.connect_timeout)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - keep trying whatever went wrong
+                if self._closing:
+                    return
                 log.warning("broker_connect_failed", error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_backoff)
                 continue
+            if self._closing:
+                # close() ran while connecting and its cancel was lost (see above).
+                await _close_bounded(connection)
+                return
             delay = 0.1
             lost = asyncio.Event()
             connection.close_callbacks.add(lambda *_, lost=lost: lost.set())
@@ -69,15 +82,29 @@ class Broker:
             finally:
                 self._ready.clear()
                 self.connection = None
-                if not connection.is_closed:
-                    # Bounded: a broker that does not answer must not hold up shutdown.
-                    with contextlib.suppress(Exception):
-                        async with asyncio.timeout(CLOSE_TIMEOUT):
-                            await connection.close()
+                await _close_bounded(connection)
             log.warning("broker_connection_lost")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        task = self._task
+        if task is None:
+            return
+        self._closing = True
+        task.cancel()
+        # Bounded too (the task's own clean-up takes at most CLOSE_TIMEOUT): whatever the
+        # task is stuck in, shutdown goes on.
+        done, _ = await asyncio.wait({task}, timeout=CLOSE_TIMEOUT + 1.0)
+        if not done:
+            log.error("broker_task_did_not_stop")
+            task.cancel()
+            return
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _close_bounded(connection: AbstractConnection) -> None:
+    if not connection.is_closed:
+        # Bounded: a broker that does not answer must not hold up shutdown.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await connection.close()

@@ -269,7 +269,10 @@ class CatalogCache:
                 await self.refresh(pool)
                 while not conn.is_closed():
                     try:
-                        await asyncio.wait_for(self._changed.wait(), poll_seconds)
+                        # Not asyncio.wait_for: before Python 3.12 it swallows a cancel
+                        # that lands as the event is set, and follow() would never end.
+                        async with asyncio.timeout(poll_seconds):
+                            await self._changed.wait()
                     except TimeoutError:
                         # A LISTEN connection that died silently would hear nothing more:
                         # a failed ping reconnects it.
