@@ -7,10 +7,11 @@ message's confirmation exactly as `basic_publish` would (so aiormq's ack, nack a
 basic.return handling resolve them, and closing the channel rejects them), marshals every
 frame into one buffer and queues that buffer once.
 
-It uses the channel's documented-by-code attributes that `basic_publish` itself uses
-(`lock`, `delivery_tag`, `confirmations`, `message_id_delivery_tag`, `write_queue`,
-`max_content_size`); pyproject pins aiormq to the minor version this was written against,
-and tests/events/test_batch_publish.py checks the behaviour against a real RabbitMQ.
+It relies on the channel attributes that `basic_publish` itself uses (`lock`,
+`delivery_tag`, `confirmations`, `message_id_delivery_tag`, `write_queue`,
+`max_content_size`), which aiormq does not document as an API: pyproject pins aiormq to
+the minor version this was written against, and tests/events/test_batch_publish.py checks
+the behaviour against a real RabbitMQ.
 """
 
 from __future__ import annotations
