@@ -88,9 +88,17 @@ def stop(managed: Managed, timeout: float = 15.0) -> int | None:
     return process.returncode
 
 
-def tree(pid: int) -> list[int]:
-    """`pid` and every process descended from it (worker processes of the service)."""
-    children: dict[int, list[int]] = {}
+@dataclass(frozen=True, slots=True)
+class ProcStat:
+    pid: int
+    ppid: int
+    command: str
+    cpu_seconds: float  # user + system so far
+
+
+def process_stats() -> list[ProcStat]:
+    """Every live process, from /proc/<pid>/stat (one that exits meanwhile is left out)."""
+    stats = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -98,8 +106,17 @@ def tree(pid: int) -> list[int]:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
+        head, _, rest = stat.rpartition(")")
+        fields = rest.split()  # fields[0] is field 3 of proc(5): state, ppid, ...
+        cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (14, 15)
+        stats.append(ProcStat(int(entry), int(fields[1]), head[head.index("(") + 1 :], cpu))
+    return stats
+
+
+def _descendants(pid: int, stats: list[ProcStat]) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in stats:
+        children.setdefault(stat.ppid, []).append(stat.pid)
     found, todo = [], [pid]
     while todo:
         current = todo.pop()
@@ -108,16 +125,16 @@ def tree(pid: int) -> list[int]:
     return found
 
 
+def tree(pid: int) -> list[int]:
+    """`pid` and every process descended from it (worker processes of the service)."""
+    return _descendants(pid, process_stats())
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of `pid` and its live descendants."""
-    total = 0
-    for member in tree(pid):
-        try:
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    return total / CLOCK_TICKS
+    stats = process_stats()
+    members = set(_descendants(pid, stats))
+    return sum(stat.cpu_seconds for stat in stats if stat.pid in members)
 
 
 def rss_mb(pid: int) -> dict[int, float]:
@@ -144,17 +161,10 @@ def cpu_by_group() -> dict[str, float]:
     """CPU seconds used so far by every live process of each group in GROUPS."""
     totals = dict.fromkeys(GROUPS, 0.0)
     owner = {name: group for group, names in GROUPS.items() for name in names}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        group = owner.get(stat[stat.index("(") + 1 : stat.rindex(")")])
+    for stat in process_stats():
+        group = owner.get(stat.command)
         if group is not None:
-            fields = stat.rsplit(")", 1)[1].split()
-            totals[group] += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+            totals[group] += stat.cpu_seconds
     return totals
 
 

@@ -196,6 +196,10 @@ def measure(
     return run
 
 
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
 def per_request(seconds: float, requests: int) -> float | None:
     return round(1000 * seconds / requests, 3) if requests else None
 
@@ -266,7 +270,7 @@ def summarize(bench: Bench) -> dict[str, dict[str, Any]]:
             continue
 
         def avg(key: str, of: list[dict[str, Any]] = mine) -> float:
-            return mean([r[key] if r.get(key) is not None else math.nan for r in of])
+            return mean([_or_nan(r.get(key)) for r in of])
 
         row: dict[str, Any] = {
             "runs": len(mine),
@@ -277,7 +281,7 @@ def summarize(bench: Bench) -> dict[str, dict[str, Any]]:
             "errors": sum(r["errors"] for r in mine),
             "cpu_ms_per_request": avg("cpu_ms_per_request"),
             "machine_cpu_ms_per_request": {
-                part: mean([r["machine_cpu_ms_per_request"][part] or math.nan for r in mine])
+                part: mean([_or_nan(r["machine_cpu_ms_per_request"][part]) for r in mine])
                 for part in mine[0]["machine_cpu_ms_per_request"]
             },
             "machine_busy_cores": avg("machine_busy_cores"),

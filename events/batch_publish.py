@@ -17,7 +17,7 @@ the behaviour against a real RabbitMQ.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,7 +82,9 @@ async def publish_batch(
     return futures
 
 
-def _forget(channel: aiormq.Channel, message_id: str, tag: int) -> Any:
+def _forget(
+    channel: aiormq.Channel, message_id: str, tag: int
+) -> Callable[[asyncio.Future[Any]], None]:
     def forget(_: asyncio.Future[Any]) -> None:
         if channel.message_id_delivery_tag.get(message_id) == tag:
             del channel.message_id_delivery_tag[message_id]
