@@ -28,13 +28,16 @@ from service.domain.oneclick import (
     item_path,
 )
 
-# Rule 2: the fields each action takes; every one of them is required.
+# Rule 2: the fields each action requires, and the ones it also accepts. The document
+# groups renew with upgrade and downgrade; a renewal's productCode may be sent, and must
+# then name the subscription's own product (service/domain/oneclick.py checks that).
 ACTION_FIELDS: dict[str, frozenset[str]] = {
     PURCHASE: frozenset({"productCode"}),
     UPGRADE: frozenset({"productCode", "subscriptionId"}),
     DOWNGRADE: frozenset({"productCode", "subscriptionId"}),
     RENEW: frozenset({"subscriptionId"}),
 }
+OPTIONAL_ACTION_FIELDS: dict[str, frozenset[str]] = {RENEW: frozenset({"productCode"})}
 ITEM_FIELDS = ("productCode", "subscriptionId")
 
 
@@ -59,9 +62,10 @@ class OneclickProductSchema(Schema):
     @validates_schema
     def fields_belong_to_action(self, data: dict[str, Any], **_: Any) -> None:
         """Rule 2: purchase takes productCode only; upgrade and downgrade take both;
-        renew takes subscriptionId only (the subscription's own product renews)."""
+        renew takes subscriptionId, and productCode if the caller wants to name it."""
         action = data["action"]
         takes = ACTION_FIELDS[action]
+        accepts = takes | OPTIONAL_ACTION_FIELDS.get(action, frozenset())
         present = {
             "productCode": "product_code" in data,
             "subscriptionId": "subscription_id" in data,
@@ -70,7 +74,7 @@ class OneclickProductSchema(Schema):
         for name in ITEM_FIELDS:
             if name in takes and not present[name]:
                 problems[name] = [f"required for action {action!r}"]
-            elif name not in takes and present[name]:
+            elif name not in accepts and present[name]:
                 problems[name] = [f"not allowed for action {action!r}"]
         if problems:
             raise ValidationError(problems)

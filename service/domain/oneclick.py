@@ -194,6 +194,17 @@ def resolve_line(
         merchant, subscription.product_code, item_path(position, "subscriptionId")
     )
     if item.action == RENEW:
+        if item.product_code is not None:
+            named = merchant_product(merchant, item.product_code, code_field)
+            if named.code != current.code:
+                raise ValidationFailed(
+                    f"A renewal keeps the subscription's product {current.code!r}; "
+                    f"{named.code!r} would be an upgrade or a downgrade",
+                    code="renew_product_mismatch",
+                    fields={
+                        code_field: [f"renew keeps the subscription's product {current.code!r}"]
+                    },
+                )
         return current, subscription
     assert item.product_code is not None  # the schema requires it
     target = merchant_product(merchant, item.product_code, code_field)

@@ -182,8 +182,9 @@ ONECLICK = Operation(
         "description": "Creates a oneclick order paid with the buyer's saved payment method. "
         "One subscription may appear in at most one upgrade, renew or downgrade entry; "
         "`purchase` takes `productCode`, `upgrade`/`downgrade` take `subscriptionId` and "
-        "`productCode`, `renew` takes `subscriptionId`. An unknown product is 404 `Product "
-        "not found by merchant and code`.",
+        "`productCode`, `renew` takes `subscriptionId` and may name the subscription's own "
+        "product in `productCode` (another one is 422 `renew_product_mismatch`). An unknown "
+        "product is 404 `Product not found by merchant and code`.",
         "security": MERCHANT_SECURITY,
         "parameters": [
             {

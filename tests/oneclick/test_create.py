@@ -93,8 +93,12 @@ def item(
             {"action": "renew", "subscriptionId": ANN_PREMIUM_SUB},
             item(0, "renew", "premium_1m", ANN_PREMIUM_SUB, 2999),
         ),
+        (
+            {"action": "renew", "subscriptionId": ANN_PREMIUM_SUB, "productCode": "premium_1m"},
+            item(0, "renew", "premium_1m", ANN_PREMIUM_SUB, 2999),
+        ),
     ],
-    ids=["purchase", "upgrade", "downgrade", "renew"],
+    ids=["purchase", "upgrade", "downgrade", "renew", "renew-naming-its-product"],
 )
 async def test_each_action_alone(
     post_oneclick: Post, db: asyncpg.Connection, entry: dict[str, Any], expected: dict[str, Any]

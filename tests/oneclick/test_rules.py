@@ -148,8 +148,9 @@ async def test_a_subscription_cannot_be_downgraded_to_a_one_time_product(
         {"action": "purchase", "productCode": "family_1m"},  # moniterro's product
         {"action": "upgrade", "subscriptionId": ANN_BASIC_SUB, "productCode": "family_plus_1m"},
         {"action": "downgrade", "subscriptionId": ANN_ULTIMATE_SUB, "productCode": "nope"},
+        {"action": "renew", "subscriptionId": ANN_PREMIUM_SUB, "productCode": "nope"},
     ],
-    ids=["unknown", "other-merchant", "upgrade-target", "downgrade-target"],
+    ids=["unknown", "other-merchant", "upgrade-target", "downgrade-target", "renew-named"],
 )
 async def test_a_product_unknown_to_the_merchant_is_404_as_documented(
     post_oneclick: Post, db: asyncpg.Connection, entry: dict[str, Any]
@@ -159,6 +160,17 @@ async def test_a_product_unknown_to_the_merchant_is_404_as_documented(
     assert answer.error["code"] == "product_not_found"
     assert answer.error["message"] == "Product not found by merchant and code" == PRODUCT_NOT_FOUND
     assert list(answer.error["fields"]) == ["products[1].productCode"]
+
+
+async def test_a_renewal_that_names_another_product_is_refused(
+    post_oneclick: Post, db: asyncpg.Connection
+) -> None:
+    entry = {"action": "renew", "subscriptionId": ANN_PREMIUM_SUB, "productCode": "basic_1m"}
+    answer = await refused(post_oneclick, db, body_for(PURCHASE_REPORT, entry))
+    assert (answer.status, answer.error["code"]) == (422, "renew_product_mismatch")
+    assert answer.error["fields"] == {
+        "products[1].productCode": ["renew keeps the subscription's product 'premium_1m'"]
+    }
 
 
 @pytest.mark.parametrize(
@@ -233,10 +245,6 @@ async def test_rule_1_one_subscription_per_request_names_both_items(
         (
             {"action": "purchase", "productCode": "basic_1m", "subscriptionId": ANN_BASIC_SUB},
             "products[1].subscriptionId",
-        ),
-        (
-            {"action": "renew", "subscriptionId": ANN_BASIC_SUB, "productCode": "basic_1m"},
-            "products[1].productCode",
         ),
         ({"action": "upgrade", "productCode": "premium_1m"}, "products[1].subscriptionId"),
         ({"action": "downgrade", "subscriptionId": ANN_ULTIMATE_SUB}, "products[1].productCode"),

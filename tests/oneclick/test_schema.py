@@ -55,11 +55,6 @@ def test_loads_every_action_into_the_typed_command() -> None:
         ({"action": "downgrade", "productCode": "basic_1m"}, "subscriptionId", "required"),
         ({"action": "downgrade", "subscriptionId": ANN_BASIC_SUB}, "productCode", "required"),
         ({"action": "renew"}, "subscriptionId", "required for action 'renew'"),
-        (
-            {"action": "renew", "subscriptionId": ANN_BASIC_SUB, "productCode": "basic_1m"},
-            "productCode",
-            "not allowed for action 'renew'",
-        ),
         ({"action": "cancel", "productCode": "basic_1m"}, "action", "must be one of"),
         ({"productCode": "basic_1m"}, "action", "required"),
         ({"action": "renew", "subscriptionId": "not-a-uuid"}, "subscriptionId", "UUID"),
@@ -139,3 +134,13 @@ def test_rule_1_names_every_item_acting_on_the_same_subscription() -> None:
 def test_rule_1_does_not_limit_purchases_of_one_product() -> None:
     item = {"action": "purchase", "productCode": "report_pdf"}
     ONECLICK_REQUEST.load(body_for(item, item))
+
+
+def test_a_renewal_may_name_its_product() -> None:
+    # Rule 2 groups renew with upgrade and downgrade: productCode is accepted, not required.
+    loaded = ONECLICK_REQUEST.load(
+        body_for({"action": "renew", "subscriptionId": ANN_PREMIUM_SUB, "productCode": "x"})
+    )
+    assert to_oneclick_request(loaded).products == (
+        OneclickItemRequest("renew", "x", UUID(ANN_PREMIUM_SUB)),
+    )
