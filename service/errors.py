@@ -65,6 +65,19 @@ class PayloadTooLarge(ApiError):
     status = 413
     code = "payload_too_large"
 
+    @classmethod
+    def over(cls, limit: int) -> PayloadTooLarge:
+        """The 413 for a body over `limit` bytes (REQUEST_BODY_LIMIT), naming the limit."""
+        return cls(f"Request body is larger than the limit of {byte_size(limit)}")
+
+
+def byte_size(size: int) -> str:
+    """65536 -> "64 KiB", 1048576 -> "1 MiB", 1500 -> "1500 bytes"."""
+    for unit, factor in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if size % factor == 0:
+            return f"{size // factor} {unit}"
+    return f"{size} bytes"
+
 
 class ValidationFailed(ApiError):
     status = 422

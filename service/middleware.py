@@ -17,7 +17,7 @@ from structlog.contextvars import bind_contextvars, clear_contextvars
 
 from service.errors import ApiError, BadRequest, NotFound, PayloadTooLarge, ServiceUnavailable
 from service.request_metrics import observe_request
-from service.state import MERCHANT_CODE, ORDER_ID
+from service.state import CONFIG, MERCHANT_CODE, ORDER_ID
 
 log = structlog.get_logger("access")
 error_log = structlog.get_logger(__name__)
@@ -74,9 +74,9 @@ def render_error(request: web.Request, error: ApiError, request_id: str) -> web.
     return response
 
 
-def _from_http_exception(exc: web.HTTPException) -> ApiError:
+def _from_http_exception(request: web.Request, exc: web.HTTPException) -> ApiError:
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
-        return PayloadTooLarge("Request body is larger than the limit of 64 KiB")
+        return PayloadTooLarge.over(request.app[CONFIG].request_body_limit)
     if isinstance(exc, web.HTTPNotFound):
         return NotFound("No such endpoint", code="route_not_found")
     if isinstance(exc, web.HTTPMethodNotAllowed):
@@ -106,7 +106,7 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        response = render_error(request, _from_http_exception(exc), request_id)
+        response = render_error(request, _from_http_exception(request, exc), request_id)
     except DATABASE_DOWN as exc:
         error_log.warning("database_unavailable", error=repr(exc))
         response = render_error(
@@ -149,7 +149,7 @@ async def read_body(request: web.Request) -> bytes:
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise PayloadTooLarge("Request body is larger than the limit of 64 KiB") from None
+        raise PayloadTooLarge.over(request.app[CONFIG].request_body_limit) from None
 
 
 def parse_json_object(request: web.Request, body: bytes) -> dict[str, Any]:

@@ -198,7 +198,8 @@ MERCHANT_ERRORS: dict[int, str] = {
     409: "`request_replayed`: this signed request was already used (sign anew, or send an "
     "Idempotency-Key to retry safely); `idempotency_key_in_use`: a request with this key "
     "is still being processed.",
-    413: "The body is larger than 64 KiB (`payload_too_large`).",
+    413: "The body is larger than `REQUEST_BODY_LIMIT` (64 KiB by default; "
+    "`payload_too_large`, the message names the limit).",
     422: "Invalid headers (`invalid_headers`) or fields (`validation_error`, every bad field "
     "by its path), a rule of the catalog (`coupon_expired`, `coupon_exhausted`, "
     "`price_not_available`, ...), or `idempotency_key_reused`.",
@@ -212,7 +213,8 @@ PAYWAY_ERRORS: dict[int, str] = {
     "for an unknown merchant.",
     403: f"`insufficient_scope`: the token does not grant `{ORDER_WRITE_SCOPE}`.",
     409: "`idempotency_key_in_use`: a request with this Idempotency-Key is still being processed.",
-    413: "The body is larger than 64 KiB (`payload_too_large`).",
+    413: "The body is larger than `REQUEST_BODY_LIMIT` (64 KiB by default; "
+    "`payload_too_large`, the message names the limit).",
     503: "The database is unreachable (`database_unavailable`); retry after `Retry-After`.",
 }
 
