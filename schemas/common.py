@@ -21,8 +21,15 @@ METADATA_MAX_STRING_LENGTH = 500
 NUL_MESSAGE = "must not contain NUL (U+0000) characters"
 
 
-def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
-    """marshmallow's nested error dict as {"products[0].productCode": ["..."]}."""
+def flatten_errors(
+    messages: Any, prefix: str = "", *, dict_fields: bool = False
+) -> dict[str, list[str]]:
+    """marshmallow's nested error dict as {"products[0].productCode": ["..."]}.
+
+    With `dict_fields` (schemas with marshmallow Dict fields, i.e. the catalog's), an error
+    under "key" or "value" belongs to the entry itself. Request schemas have no Dict field,
+    so there "key" and "value" are names the caller sent, kept in the path.
+    """
     flat: dict[str, list[str]] = {}
 
     def walk(node: Any, path: str) -> None:
@@ -32,9 +39,10 @@ def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
                     child = path
                 elif isinstance(key, int):
                     child = f"{path}[{key}]"
-                elif key in ("key", "value") and isinstance(value, list) and path:
-                    # a Dict field's key/value error belongs to the entry itself
+                elif dict_fields and key in ("key", "value") and isinstance(value, list) and path:
                     child = path
+                elif key == "":
+                    child = f'{path}[""]'
                 else:
                     child = f"{path}.{key}" if path else str(key)
                 walk(value, child)

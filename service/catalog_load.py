@@ -30,7 +30,8 @@ def parse_catalog(raw: bytes, source: str = "catalog") -> dict[str, Any]:
         loaded: dict[str, Any] = catalog_schema.load(document)
     except ValidationError as exc:
         lines = [
-            f"{path}: {'; '.join(msgs)}" for path, msgs in flatten_errors(exc.messages).items()
+            f"{path}: {'; '.join(msgs)}"
+            for path, msgs in flatten_errors(exc.messages, dict_fields=True).items()
         ]
         raise CatalogFileError(f"{source}: invalid catalog:\n  " + "\n  ".join(lines)) from None
     return loaded

@@ -85,6 +85,11 @@ def test_a_field_that_does_not_fit_the_action_is_named_by_its_item_path(
         ({"currency": "XYZ"}, "currency"),
         ({"currency": 840}, "currency"),
         ({"metaData": {"nested": {"a": 1}}}, "metaData.nested"),
+        # Names marshmallow uses inside its own errors are still the caller's names here.
+        ({"metaData": {"key": {"a": 1}}}, "metaData.key"),
+        ({"metaData": {"value": [1]}}, "metaData.value"),
+        ({"metaData": {"": 1}}, 'metaData[""]'),
+        ({"products": [{"action": "purchase", "productCode": "x", "key": 1}]}, "products[0].key"),
         ({"metaData": ["a"]}, "metaData"),
         ({"products": []}, "products"),
         ({"products": {"action": "purchase"}}, "products"),
