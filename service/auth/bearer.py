@@ -109,6 +109,11 @@ def verify_token(token: str, config: Config) -> dict[str, Any]:
         raise _unauthorized("The token's signature is not valid") from None
     except jwt.InvalidTokenError as exc:
         raise _unauthorized(f"The token is not valid: {exc}") from None
+    # PyJWT also takes a numeric string ("1767225600") as exp; RFC 7519 wants a number, and
+    # VerifiedTokens compares it with the clock on every later use.
+    exp = claims["exp"]
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        raise _unauthorized("The token's exp claim must be a number (NumericDate)")
     return claims
 
 
@@ -151,7 +156,8 @@ def customer_from_claims(claims: Mapping[str, Any], catalog: Catalog) -> Custome
     account = claims.get("sub")
     if (
         not isinstance(account, str)
-        or not 1 <= len(account.strip()) <= MAX_ACCOUNT_LENGTH
+        or not 1 <= len(account) <= MAX_ACCOUNT_LENGTH
+        or not account.strip()
         or not account.isprintable()
     ):
         raise _unauthorized("The token's sub claim must name the customer account")

@@ -116,11 +116,28 @@ async def test_unknown_org(client: Any, token: Token) -> None:
     )
 
 
-@pytest.mark.parametrize("sub", [None, "", 42])
+@pytest.mark.parametrize("sub", [None, "", 42, "   ", "c3" + " " * 300, "x" * 256])
 async def test_bad_subject(client: Any, token: Token, sub: Any) -> None:
     response = await post(client, bearer(token(sub=sub)))
     assert response.status == 401
     assert (await response.json())["code"] == "unauthorized"
+
+
+async def test_the_longest_subject_is_an_account(client: Any, token: Token) -> None:
+    response = await post(client, bearer(token(sub="x" * 255)))
+    assert response.status == 200, await response.text()
+
+
+async def test_an_expiry_given_as_a_string_is_refused_every_time(client: Any, token: Token) -> None:
+    # PyJWT accepts a numeric string; sent twice, the second use reads it from memory.
+    headers = bearer(token(exp=str(int(time.time()) + 300)))
+    for _ in range(2):
+        response = await post(client, headers)
+        await assert_unauthorized(
+            response,
+            "The token's exp claim must be a number (NumericDate)",
+            'Bearer error="invalid_token"',
+        )
 
 
 @pytest.mark.parametrize("scope", [None, "", "openid /external/me/order/r", "/external/me/order"])
