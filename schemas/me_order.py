@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from marshmallow import Schema, ValidationError, fields, post_load, validates_schema
 from marshmallow.validate import Length, OneOf
 
-from schemas.common import RFC3339, flatten_errors
+from schemas.common import flatten_errors
 from service.domain.countries import is_country
 from service.errors import BadRequest
 
@@ -157,21 +157,28 @@ class HttpUrl(Param):
         return text
 
 
+# RFC 3339, except that the offset may be left out: the document gives start_date "in UTC",
+# so a date-time without one is read as UTC.
+START_DATE = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?", re.ASCII
+)
+
+
 class StartDate(Param):
-    """An RFC 3339 date-time with an offset, as an aware UTC datetime."""
+    """An RFC 3339 date-time as an aware UTC datetime; without an offset it is UTC."""
 
     def _deserialize(  # type: ignore[override]
         self, value: Any, attr: str | None, data: Any, **kwargs: Any
     ) -> datetime:
         text = super()._deserialize(value, attr, data, **kwargs)
         message = "Parameter must be an RFC 3339 date-time, e.g. 2019-05-01T00:00:00+00:00"
-        match = RFC3339.fullmatch(text)
+        match = START_DATE.fullmatch(text)
         if match is None:
             raise ValidationError(message)
         day, clock, fraction, offset = match.groups()
         # Python keeps microseconds: finer fractions are cut, not refused.
         fraction = (fraction or "")[:7]
-        offset = "+00:00" if offset in ("Z", "z") else offset
+        offset = "+00:00" if offset in (None, "Z", "z") else offset
         try:
             moment = datetime.fromisoformat(f"{day}T{clock}{fraction}{offset}")
             return moment.astimezone(UTC)
@@ -240,7 +247,8 @@ class MeOrderRequestSchema(Schema):
     start_date = StartDate(
         allow_none=True,
         metadata={
-            "description": "RFC 3339 start of the subscription; default now (UTC).",
+            "description": "RFC 3339 start of the subscription, UTC when it has no offset; "
+            "default now.",
             "format": "date-time",
         },
     )

@@ -118,7 +118,7 @@ INVALID = [
     ),
     (
         "start_date",
-        "2019-05-01T00:00:00",
+        "2019-05-01T00:00:00+0200",
         "Parameter must be an RFC 3339 date-time, e.g. 2019-05-01T00:00:00+00:00",
     ),
     (

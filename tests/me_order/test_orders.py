@@ -151,6 +151,15 @@ async def test_start_date_defaults_to_now_in_utc(
     assert before - timedelta(seconds=1) <= start <= datetime.now(UTC)
 
 
+async def test_start_date_without_offset_is_read_as_utc(
+    client: Any, token: Token, db: asyncpg.Connection
+) -> None:
+    # The document: "The start date of the subscription in UTC".
+    result = await place_ok(client, token(), order_body(start_date="2019-05-01T00:00:00"))
+    row = await order_of(db, result["id"])
+    assert row["details"]["start_date"] == "2019-05-01T00:00:00Z"
+
+
 async def test_start_date_with_offset_is_stored_in_utc(
     client: Any, token: Token, db: asyncpg.Connection
 ) -> None:
