@@ -7,8 +7,12 @@ import re
 from typing import Any
 
 import orjson
+import pytest
+from jsonschema import Draft202012Validator
+from marshmallow import ValidationError
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
+from schemas.me_order import AddressSchema
 from service.docs_assets import SWAGGER_UI_DIR
 from service.openapi import build_openapi, served_operations
 from service.openapi.operations import OPERATIONS
@@ -50,6 +54,22 @@ async def test_every_route_is_documented_and_every_operation_served(client: Any)
         ("get", "/docs"),
     ]:
         assert (method, path) in served
+
+
+@pytest.mark.parametrize(
+    ("address", "valid"), [({}, False), ({"city": "Lund"}, True), ({"city": 7}, False)]
+)
+def test_the_address_schema_refuses_what_the_service_refuses(
+    address: dict[str, Any], valid: bool
+) -> None:
+    documented = Draft202012Validator(build_openapi()["components"]["schemas"]["Address"])
+    assert documented.is_valid(address) is valid
+    try:
+        AddressSchema().load(address)
+    except ValidationError:
+        assert not valid
+    else:
+        assert valid
 
 
 def test_operation_table_has_no_duplicates() -> None:
