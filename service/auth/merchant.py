@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from schemas.common import RFC3339
-from service.auth.signing import compute_token, token_matches
+from service.auth.signing import compute_token, normalize_token, token_matches
 from service.catalog import Catalog, Merchant
 from service.errors import Unauthorized, ValidationFailed
 
@@ -88,7 +88,7 @@ def authenticate(
             "x-token does not match the request; see the signing scheme in the API docs",
             code="invalid_signature",
         )
-    return merchant, token
+    return merchant, normalize_token(token)
 
 
 def read_merchant_headers(

@@ -23,11 +23,19 @@ def compute_token(secret: str, method: str, path_and_query: str, x_date: str, bo
 
 def token_matches(expected: str, given: str) -> bool:
     """Constant-time comparison, so timing tells nothing about how much of a token was right.
-    A header that is not even ASCII (aiohttp hands odd bytes over as surrogates) is no match.
+    Hex digits match in either case (some languages print upper case); compare the token
+    as normalize_token gives it. A header that is not even ASCII (aiohttp hands odd bytes
+    over as surrogates) is no match.
     """
     if not given.isascii():
         return False
-    return hmac.compare_digest(expected.encode(), given.encode())
+    return hmac.compare_digest(expected.encode(), normalize_token(given).encode())
+
+
+def normalize_token(token: str) -> str:
+    """The token in the lower case compute_token prints: the form stored for replay checks,
+    so the same token in upper case is the same request."""
+    return token.lower()
 
 
 def format_x_date(moment: datetime | None = None) -> str:

@@ -26,6 +26,7 @@ string_to_sign = METHOD "\\n" PATH_AND_QUERY "\\n" x-date "\\n" hex(sha256(raw_b
 x-token        = hex(hmac_sha256(secret, string_to_sign))
 ```
 
+The body digest in `string_to_sign` is lower-case hex; `x-token` is taken in either case.
 `x-date` is an RFC 3339 timestamp with offset, at most 300 s from server time. The same
 signed request sent twice is refused with 409 `request_replayed` unless it carries an
 `Idempotency-Key`. `order-service sign` prints the headers for curl."""

@@ -102,6 +102,20 @@ async def test_replayed_request_creates_no_second_order(
     assert await db.fetchval("SELECT count(*) FROM orders WHERE source_id = 'replay-test'") == 1
 
 
+async def test_a_token_in_upper_case_hex_is_the_same_token(
+    client: Any, db: asyncpg.Connection
+) -> None:
+    headers = _headers(source_id="upper-case-test")
+    upper = {**headers, "x-token": headers["x-token"].upper()}
+    first = await client.post(PATH, data=RAW, headers=upper)
+    assert first.status == 200, await first.text()
+    # The lower-case original is a replay of it, not a second order.
+    again = await client.post(PATH, data=RAW, headers=headers)
+    assert again.status == 409
+    assert (await again.json())["error"]["code"] == "request_replayed"
+    assert await db.fetchval("SELECT count(*) FROM orders WHERE source_id = 'upper-case-test'") == 1
+
+
 async def test_idempotency_key_retry_gets_the_same_order(
     client: Any, db: asyncpg.Connection
 ) -> None:
