@@ -57,6 +57,8 @@ class Config:
     jwt_audience: str | None = None
     jwt_leeway_seconds: int = 30
     metrics_enabled: bool = True
+    # Browser origins allowed to call the customer endpoints (/external/); "*" is any.
+    cors_allowed_origins: frozenset[str] = frozenset()
     workers: int = 0  # 0: one worker process per CPU core
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -153,6 +155,32 @@ def _algorithms(raw: str) -> tuple[str, ...]:
     return values
 
 
+def _origins(raw: str) -> frozenset[str]:
+    """`*`, or comma-separated origins as browsers send them: scheme://host[:port]."""
+    values = [v.strip() for v in raw.split(",") if v.strip()]
+    if values == ["*"]:
+        return frozenset(values)
+    origins = set()
+    for value in values:
+        parts = urlsplit(value)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path
+            or parts.query
+            or parts.fragment
+            or "@" in parts.netloc
+        ):
+            raise ValueError(
+                f"{value!r} is not an origin; give * or origins like https://shop.example.com"
+            )
+        parts.port  # noqa: B018 - accessing it validates the port
+        origins.add(value.lower())
+    if not origins:
+        raise ValueError("give * or origins like https://shop.example.com")
+    return frozenset(origins)
+
+
 def _read(env: Mapping[str, str], name: str, parse: Callable[[str], T], default: T) -> T:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -218,6 +246,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         jwt_audience=_read(env, "JWT_AUDIENCE", _text, d.jwt_audience),
         jwt_leeway_seconds=_read(env, "JWT_LEEWAY_SECONDS", _int(0, 600), d.jwt_leeway_seconds),
         metrics_enabled=_read(env, "METRICS_ENABLED", _bool, d.metrics_enabled),
+        cors_allowed_origins=_read(env, "CORS_ALLOWED_ORIGINS", _origins, d.cors_allowed_origins),
         workers=_read(env, "WORKERS", _int(0, 64), d.workers),
     )
     if config.db_pool_min > config.db_pool_max:

@@ -15,6 +15,7 @@ import structlog
 from aiohttp import web
 from structlog.contextvars import bind_contextvars, clear_contextvars
 
+from service import cors
 from service.errors import ApiError, BadRequest, NotFound, PayloadTooLarge, ServiceUnavailable
 from service.request_metrics import observe_request
 from service.state import CONFIG, MERCHANT_CODE, ORDER_ID
@@ -99,8 +100,13 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
     clear_contextvars()
     bind_contextvars(request_id=request_id)
     response: web.StreamResponse
+    cors_origins = request.app[CONFIG].cors_allowed_origins
+    customer_cors = bool(cors_origins) and request.path.startswith(PAYWAY_PREFIX)
     try:
-        response = await handler(request)
+        if customer_cors and cors.is_preflight(request):
+            response = cors.preflight(request, cors_origins)
+        else:
+            response = await handler(request)
     except ApiError as exc:
         response = render_error(request, exc, request_id)
     except web.HTTPException as exc:
@@ -128,6 +134,8 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
             request_id,
         )
     response.headers[REQUEST_ID_HEADER] = request_id
+    if customer_cors:
+        cors.allow_reading(request, response, cors_origins)
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
     duration = time.perf_counter() - started
