@@ -93,7 +93,7 @@ class ProcStat:
     pid: int
     ppid: int
     command: str
-    cpu_seconds: float  # user + system so far
+    cpu_seconds: float  # user + system so far, its own and its exited children's
 
 
 def process_stats() -> list[ProcStat]:
@@ -108,7 +108,10 @@ def process_stats() -> list[ProcStat]:
             continue
         head, _, rest = stat.rpartition(")")
         fields = rest.split()  # fields[0] is field 3 of proc(5): state, ppid, ...
-        cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (14, 15)
+        # utime, stime, cutime, cstime (fields 14 to 17). The children's times keep the CPU
+        # of a process that exited mid-run (a PostgreSQL backend whose connection closed)
+        # in its parent's figure, instead of taking it out of the group's total.
+        cpu = sum(int(value) for value in fields[11:15]) / CLOCK_TICKS
         stats.append(ProcStat(int(entry), int(fields[1]), head[head.index("(") + 1 :], cpu))
     return stats
 
@@ -131,7 +134,7 @@ def tree(pid: int) -> list[int]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of `pid` and its live descendants."""
+    """User + system CPU of `pid` and its descendants, live and exited."""
     stats = process_stats()
     members = set(_descendants(pid, stats))
     return sum(stat.cpu_seconds for stat in stats if stat.pid in members)
@@ -158,7 +161,8 @@ GROUPS = {
 
 
 def cpu_by_group() -> dict[str, float]:
-    """CPU seconds used so far by every live process of each group in GROUPS."""
+    """CPU seconds used so far by the processes of each group in GROUPS (live ones, and
+    exited ones their parent has reaped)."""
     totals = dict.fromkeys(GROUPS, 0.0)
     owner = {name: group for group, names in GROUPS.items() for name in names}
     for stat in process_stats():

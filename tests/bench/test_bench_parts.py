@@ -3,12 +3,15 @@ its statistics and profile summary say what they should."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench import corpus, profiling
+from bench import corpus, procs, profiling
 from bench.stats import percentile
 from service.config import Config
 
@@ -64,3 +67,11 @@ def test_profile_summary_shares(tmp_path: Path) -> None:
     assert spots.samples == 4
     assert dict(spots.self_by_package) == {"marshmallow": 75.0, "aiohttp": 25.0}
     assert dict(spots.self_by_function)["load (marshmallow/s.py)"] == 75.0
+
+
+def test_cpu_of_an_exited_child_still_counts() -> None:
+    # A PostgreSQL backend that exits mid-run must not take its CPU out of the figures.
+    before = procs.cpu_seconds(os.getpid())
+    burn = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+    subprocess.run([sys.executable, "-c", burn], check=True)
+    assert procs.cpu_seconds(os.getpid()) - before >= 0.25
