@@ -94,13 +94,19 @@ class OneclickRequestSchema(Schema):
         validate=validate.Length(1, MAX_PRODUCTS, error=f"1 to {MAX_PRODUCTS} entries"),
     )
 
-    @validates_schema
+    # Runs even when fields are bad, so one 422 names every problem; marshmallow then hands
+    # over what did load, each entry still at its own position.
+    @validates_schema(skip_on_field_errors=False)
     def subscriptions_are_unique(self, data: dict[str, Any], **_: Any) -> None:
         """Rule 1: upgrade, renew and downgrade of one subscription cannot be combined;
         every entry naming the same subscription is listed, each naming the others."""
         positions: defaultdict[uuid.UUID, list[int]] = defaultdict(list)
-        for position, item in enumerate(data["products"]):
-            if item["action"] in SUBSCRIPTION_ACTIONS:
+        for position, item in enumerate(data.get("products") or ()):
+            if (
+                isinstance(item, dict)
+                and item.get("action") in SUBSCRIPTION_ACTIONS
+                and "subscription_id" in item
+            ):
                 positions[item["subscription_id"]].append(position)
         problems: dict[str, list[str]] = {}
         for subscription_id, shared in positions.items():

@@ -149,3 +149,20 @@ def test_a_renewal_may_name_its_product() -> None:
     assert to_oneclick_request(loaded).products == (
         OneclickItemRequest("renew", "x", UUID(ANN_PREMIUM_SUB)),
     )
+
+
+def test_rule_1_is_reported_with_the_other_bad_fields() -> None:
+    errors = errors_of(
+        body_for(
+            {"action": "upgrade", "subscriptionId": ANN_BASIC_SUB, "productCode": "premium_1m"},
+            {"action": "renew", "subscriptionId": ANN_BASIC_SUB},
+            {"action": "purchase", "productCode": 7},
+            isMobile="no",
+        )
+    )
+    assert set(errors) == {
+        "isMobile",
+        "products[0].subscriptionId",
+        "products[1].subscriptionId",
+        "products[2].productCode",
+    }
