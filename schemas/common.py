@@ -10,10 +10,13 @@ from marshmallow import ValidationError, fields
 
 from service.domain.money import is_currency
 
-# RFC 3339 date-time with a UTC offset (or Z), ASCII digits only.
-RFC3339 = re.compile(
-    r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
-)
+# RFC 3339 date-time with a UTC offset (or Z), ASCII digits only; the groups are the day,
+# the time, the fraction and the offset.
+_DATE_TIME = r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(\.\d+)?"
+_OFFSET = r"([Zz]|[+-]\d{2}:\d{2})"
+RFC3339 = re.compile(_DATE_TIME + _OFFSET, re.ASCII)
+# The same with the offset left out allowed (the offset group is then None).
+RFC3339_OPTIONAL_OFFSET = re.compile(_DATE_TIME + _OFFSET + "?", re.ASCII)
 METADATA_MAX_KEYS = 50
 MAX_EXACT_FLOAT = 2.0**53
 METADATA_MAX_KEY_LENGTH = 40

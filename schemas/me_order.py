@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from marshmallow import Schema, ValidationError, fields, post_load, validates_schema
 from marshmallow.validate import Length, OneOf
 
-from schemas.common import flatten_errors
+from schemas.common import RFC3339_OPTIONAL_OFFSET, flatten_errors
 from service.domain.countries import is_country
 from service.errors import BadRequest
 
@@ -157,13 +157,6 @@ class HttpUrl(Param):
         return text
 
 
-# RFC 3339, except that the offset may be left out: the document gives start_date "in UTC",
-# so a date-time without one is read as UTC.
-START_DATE = re.compile(
-    r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?", re.ASCII
-)
-
-
 class StartDate(Param):
     """An RFC 3339 date-time as an aware UTC datetime; without an offset it is UTC."""
 
@@ -172,7 +165,8 @@ class StartDate(Param):
     ) -> datetime:
         text = super()._deserialize(value, attr, data, **kwargs)
         message = "Parameter must be an RFC 3339 date-time, e.g. 2019-05-01T00:00:00+00:00"
-        match = START_DATE.fullmatch(text)
+        # The document gives start_date "in UTC": a date-time without an offset is UTC.
+        match = RFC3339_OPTIONAL_OFFSET.fullmatch(text)
         if match is None:
             raise ValidationError(message)
         day, clock, fraction, offset = match.groups()

@@ -95,13 +95,18 @@ class OneclickRequestSchema(Schema):
     )
 
     # Runs even when fields are bad, so one 422 names every problem; marshmallow then hands
-    # over what did load, each entry still at its own position.
-    @validates_schema(skip_on_field_errors=False)
-    def subscriptions_are_unique(self, data: dict[str, Any], **_: Any) -> None:
+    # over what did load. A null entry is left out of that, which moves the entries after
+    # it: then the positions are unknown and rule 1 waits for the corrected request.
+    @validates_schema(skip_on_field_errors=False, pass_original=True)
+    def subscriptions_are_unique(self, data: dict[str, Any], original: Any, **_: Any) -> None:
         """Rule 1: upgrade, renew and downgrade of one subscription cannot be combined;
         every entry naming the same subscription is listed, each naming the others."""
+        products = data.get("products") or []
+        sent = original.get("products") if isinstance(original, dict) else None
+        if not isinstance(sent, list) or len(sent) != len(products):
+            return
         positions: defaultdict[uuid.UUID, list[int]] = defaultdict(list)
-        for position, item in enumerate(data.get("products") or ()):
+        for position, item in enumerate(products):
             if (
                 isinstance(item, dict)
                 and item.get("action") in SUBSCRIPTION_ACTIONS

@@ -198,8 +198,8 @@ def resolve_line(
             named = merchant_product(merchant, item.product_code, code_field)
             if named.code != current.code:
                 raise ValidationFailed(
-                    f"A renewal keeps the subscription's product {current.code!r}; "
-                    f"{named.code!r} would be an upgrade or a downgrade",
+                    f"A renewal keeps the subscription's product {current.code!r}, not "
+                    f"{named.code!r}; another product is an upgrade or a downgrade",
                     code="renew_product_mismatch",
                     fields={
                         code_field: [f"renew keeps the subscription's product {current.code!r}"]

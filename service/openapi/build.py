@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from marshmallow import fields
+from marshmallow import Schema, fields
 
 from schemas.common import (
     METADATA_MAX_KEY_LENGTH,
@@ -22,8 +22,8 @@ from schemas.common import (
 from schemas.errors import MerchantErrorSchema, PaywayErrorSchema
 from schemas.initials import CountryCode as InitialsCountryCode
 from schemas.initials import SubbrandAlias
+from schemas.me_order import AddressSchema, HttpUrl, IpAddress, LanguageTag, PeriodId, StartDate
 from schemas.me_order import CountryCode as PaywayCountryCode
-from schemas.me_order import HttpUrl, IpAddress, LanguageTag, PeriodId, StartDate
 from service.openapi.components import HEADERS, PARAMETERS, SECURITY_SCHEMES
 from service.openapi.operations import OPERATIONS, TAGS
 
@@ -36,10 +36,20 @@ Payway-style endpoint under `/external/`. Every create accepts an `Idempotency-K
 Each order is announced as an `order.created` event (see `/asyncapi.json`)."""
 
 
+def _one_field_not_null(schema: type[Schema]) -> dict[str, Any]:
+    """JSON Schema for "at least one of the fields is present and not null"."""
+    names = [field.data_key or name for name, field in schema().fields.items()]
+    return {
+        "anyOf": [
+            {"required": [name], "properties": {name: {"not": {"type": "null"}}}} for name in names
+        ]
+    }
+
+
 # Rules a schema enforces in a @validates_schema method, which apispec cannot see.
 SCHEMA_RULES: dict[str, dict[str, Any]] = {
     "Address": {
-        "minProperties": 1,
+        **_one_field_not_null(AddressSchema),
         "description": "The customer's address; it becomes their default address for later "
         "purchases. At least one field must be given and not null.",
     },

@@ -166,3 +166,15 @@ def test_rule_1_is_reported_with_the_other_bad_fields() -> None:
         "products[1].subscriptionId",
         "products[2].productCode",
     }
+
+
+def test_rule_1_names_no_wrong_entry_when_an_entry_is_null() -> None:
+    # marshmallow leaves the null entry out of what loaded, so positions would shift.
+    errors = errors_of(
+        body_for(
+            {"action": "upgrade", "subscriptionId": ANN_BASIC_SUB, "productCode": "premium_1m"},
+            None,
+            {"action": "renew", "subscriptionId": ANN_BASIC_SUB},
+        )
+    )
+    assert errors == {"products[1]": ["Field may not be null."]}
