@@ -37,20 +37,23 @@ def allowed_origin(request: web.Request, origins: Set[str]) -> str | None:
 
 
 def is_preflight(request: web.Request) -> bool:
-    return request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
+    """A browser's CORS preflight; an OPTIONS without Origin is not one (and gets 405)."""
+    headers = request.headers
+    return (
+        request.method == "OPTIONS"
+        and "Origin" in headers
+        and "Access-Control-Request-Method" in headers
+    )
 
 
 def preflight(request: web.Request, origins: Set[str]) -> web.Response:
     """The answer to a browser's preflight of a customer endpoint: which methods and
     headers the page may send. An unknown path is 404, an origin not configured is 403."""
-    match = request.match_info
-    error = match.http_exception
-    if isinstance(error, web.HTTPMethodNotAllowed):
-        methods = ", ".join(sorted(error.allowed_methods))
-    elif error is not None:
-        raise error
-    else:
-        methods = request.method
+    # No route answers OPTIONS, so a known path matches as "method not allowed".
+    error = request.match_info.http_exception
+    if not isinstance(error, web.HTTPMethodNotAllowed):
+        raise error or web.HTTPNotFound()
+    methods = ", ".join(sorted(error.allowed_methods))
     origin = allowed_origin(request, origins)
     if origin is None:
         raise OriginNotAllowed(
@@ -70,9 +73,12 @@ def preflight(request: web.Request, origins: Set[str]) -> web.Response:
 
 
 def allow_reading(request: web.Request, response: web.StreamResponse, origins: Set[str]) -> None:
-    """Lets the page of an allowed origin read `response` (any status: errors included)."""
+    """Lets the page of an allowed origin read `response` (any status: errors included).
+    Every answer says it varies by Origin, so a cache never hands one origin's to another."""
+    if "Access-Control-Allow-Origin" in response.headers:
+        return  # a preflight's answer, complete already
+    response.headers.add("Vary", "Origin")
     origin = allowed_origin(request, origins)
     if origin is not None:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
-        response.headers.add("Vary", "Origin")

