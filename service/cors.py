@@ -29,7 +29,7 @@ class OriginNotAllowed(ApiError):
 def allowed_origin(request: web.Request, origins: Set[str]) -> str | None:
     """The request's Origin when it may read the answer, else None."""
     origin = request.headers.get("Origin")
-    if origin is None:
+    if origin is None or not origin.isascii():  # odd bytes arrive as surrogates
         return None
     if ANY_ORIGIN in origins or origin.lower() in origins:
         return origin

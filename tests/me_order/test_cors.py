@@ -4,6 +4,7 @@ endpoints never answer CORS."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import Any
 
@@ -107,6 +108,23 @@ async def test_cors_is_off_by_default(client: Any, token: Token) -> None:
     answer = await client.post(ME_ORDER_PATH, data=orjson.dumps(order_body()), headers=headers)
     assert answer.status == 200
     assert "Access-Control-Allow-Origin" not in answer.headers
+
+
+async def test_an_origin_that_is_not_ascii_is_never_echoed(
+    aiohttp_server: Any, config: Config
+) -> None:
+    server = await aiohttp_server(
+        create_app(replace(config, cors_allowed_origins=frozenset({"*"})))
+    )
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    writer.write(
+        f"OPTIONS {ME_ORDER_PATH} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".encode()
+        + b"Origin: https://\xff\xfe.example\r\nAccess-Control-Request-Method: POST\r\n\r\n"
+    )
+    head = (await reader.read()).split(b"\r\n\r\n")[0]
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 403 "), head
+    assert b"Access-Control-Allow-Origin" not in head
 
 
 async def test_any_origin(aiohttp_client: Any, config: Config) -> None:
