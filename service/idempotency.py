@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -34,8 +35,11 @@ PRUNE_INTERVAL_SECONDS = 600.0
 
 @dataclass(frozen=True, slots=True)
 class IdempotencyClaim:
+    """A key this request holds; `claim_id` is what completing or releasing it names."""
+
     scope: str
     key: str
+    claim_id: uuid.UUID
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +93,16 @@ async def claim(
     Raises `reused_error` (code idempotency_key_reused) when the key came with another
     request, and Conflict (idempotency_key_in_use) while the first is still running.
     """
+    claim_id = uuid.uuid4()
     async with pool.acquire() as conn:
         row = await conn.fetchrow(
-            queries.idempotency_claim, scope, key, fingerprint, ttl_seconds, STALE_CLAIM_SECONDS
+            queries.idempotency_claim,
+            scope,
+            key,
+            fingerprint,
+            ttl_seconds,
+            STALE_CLAIM_SECONDS,
+            claim_id,
         )
     if row is None:
         raise Conflict(
@@ -105,7 +116,7 @@ async def claim(
             fields={"Idempotency-Key": ["already used with a different request"]},
         )
     if row["claimed"]:
-        return IdempotencyClaim(scope, key)
+        return IdempotencyClaim(scope, key, claim_id)
     if row["status"] == "completed":
         return StoredResponse(row["response_status"], row["response_body"], row["order_id"])
     raise Conflict(
@@ -116,7 +127,9 @@ async def claim(
 
 async def release(pool: asyncpg.Pool, claimed: IdempotencyClaim) -> None:
     async with pool.acquire() as conn:
-        await conn.execute(queries.idempotency_release, claimed.scope, claimed.key)
+        await conn.execute(
+            queries.idempotency_release, claimed.scope, claimed.key, claimed.claim_id
+        )
 
 
 async def prune(pool: asyncpg.Pool, ttl_seconds: int) -> int:

@@ -99,6 +99,7 @@ async def write_order(
                     claim.key if claim else None,
                     prepared.response_status,
                     prepared.response_body if claim else None,
+                    claim.claim_id if claim else None,
                 )
             return prepared, reference
         except asyncpg.UniqueViolationError as exc:
@@ -112,6 +113,12 @@ async def write_order(
                 ) from None
             raise
         except asyncpg.RaiseError as exc:
+            if exc.args and str(exc.args[0]) == "idempotency_claim_lost":
+                raise Conflict(
+                    "A retry with this Idempotency-Key took it over while this request was "
+                    "still running; this request wrote nothing, and the retry's answer stands",
+                    code="idempotency_key_in_use",
+                ) from None
             if exc.args and str(exc.args[0]) == "coupon_exhausted":
                 raise ValidationFailed(
                     "The coupon has reached its redemption limit",

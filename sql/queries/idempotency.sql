@@ -4,13 +4,14 @@
 -- request inserted the key after this statement's snapshot was taken (it is in flight).
 -- A stale claim (its process died mid-request) stored nothing, like a failed request, so
 -- any request may take it over, not only one with the same hash.
+-- $6 is the claiming request's id: only it may complete or release the claim.
 WITH claimed AS (
-    INSERT INTO idempotency_keys AS k (scope, key, request_hash, status)
-    VALUES ($1, $2, $3, 'in_progress')
+    INSERT INTO idempotency_keys AS k (scope, key, request_hash, status, claim_id)
+    VALUES ($1, $2, $3, 'in_progress', $6)
     ON CONFLICT (scope, key) DO UPDATE
        SET request_hash = EXCLUDED.request_hash, status = 'in_progress',
            response_status = NULL, response_body = NULL, order_id = NULL,
-           created_at = now(), locked_at = now()
+           created_at = now(), locked_at = now(), claim_id = EXCLUDED.claim_id
      WHERE k.created_at < now() - make_interval(secs => $4)
         OR (k.status = 'in_progress' AND k.locked_at < now() - make_interval(secs => $5))
     RETURNING k.request_hash, k.status, k.response_status, k.response_body, k.order_id,
@@ -23,7 +24,9 @@ SELECT request_hash, status, response_status, response_body, order_id, false
  WHERE scope = $1 AND key = $2 AND NOT EXISTS (SELECT 1 FROM claimed);
 
 -- name: idempotency_release
-DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND status = 'in_progress';
+-- Only the caller's own claim: one taken over by a retry is that retry's now.
+DELETE FROM idempotency_keys
+ WHERE scope = $1 AND key = $2 AND status = 'in_progress' AND claim_id = $3;
 
 -- name: idempotency_prune
 DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1);

@@ -1,5 +1,5 @@
 -- name: place_order
-SELECT place_order($1::jsonb, $2::jsonb, $3::jsonb, $4, $5, $6, $7::json);
+SELECT place_order($1::jsonb, $2::jsonb, $3::jsonb, $4, $5, $6, $7::json, $8::uuid);
 
 -- name: order_by_id
 -- One order of one merchant with its items (any family); the request token stays inside.

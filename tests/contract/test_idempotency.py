@@ -15,6 +15,9 @@ import pytest
 from service import idempotency
 from service.app import create_app
 from service.config import Config
+from service.db import create_pool
+from service.errors import Conflict, ValidationFailed
+from service.order_store import write_order
 from tests.contract.conftest import (
     INITIALS_PATH,
     ME_ORDER_BODY,
@@ -25,6 +28,7 @@ from tests.contract.conftest import (
     send,
     signed,
 )
+from tests.events.conftest import prepared_order
 
 WrittenBy = Callable[[str], Awaitable[Written]]
 Bearer = Callable[[str], dict[str, str]]
@@ -390,6 +394,51 @@ async def test_a_stale_claim_of_a_dead_request_is_taken_over(
     )
     assert response.status == 200
     assert await written_by_sequence(sequence) == Written(orders=1, events=1)
+
+
+async def test_a_request_whose_claim_was_taken_over_writes_nothing_and_frees_nothing(
+    config: Config, db: asyncpg.Connection, idempotency_key: str
+) -> None:
+    """A request still running when its claim went stale and a retry took the key over."""
+    pool = await create_pool(config)
+    try:
+
+        async def claim() -> idempotency.IdempotencyClaim:
+            held = await idempotency.claim(
+                pool, "merchant:test", idempotency_key, "hash", 3600, ValidationFailed
+            )
+            assert isinstance(held, idempotency.IdempotencyClaim)
+            return held
+
+        slow = await claim()
+        await age(db, idempotency_key, idempotency.STALE_CLAIM_SECONDS + 1)
+        retry = await claim()
+        assert retry.claim_id != slow.claim_id
+
+        # The slow request fails and releases its claim: the retry's stays.
+        await idempotency.release(pool, slow)
+        record = await stored_record(db, idempotency_key)
+        assert record is not None
+        assert (record["status"], record["claim_id"]) == ("in_progress", retry.claim_id)
+
+        # The slow request's order write is refused, and leaves nothing behind.
+        order = await prepared_order(db, config)
+        order_id = order.row["id"]
+        with pytest.raises(Conflict) as refused:
+            await write_order(pool, lambda _: order, lambda: order_id, slow)
+        assert refused.value.code == "idempotency_key_in_use"
+        assert await db.fetchval("SELECT count(*) FROM orders WHERE id = $1", order_id) == 0
+        assert (
+            await db.fetchval("SELECT count(*) FROM outbox WHERE aggregate_id = $1", order_id) == 0
+        )
+
+        # The retry's write completes the key with its order.
+        await write_order(pool, lambda _: order, lambda: order_id, retry)
+        record = await stored_record(db, idempotency_key)
+        assert record is not None
+        assert (record["status"], record["order_id"]) == ("completed", order_id)
+    finally:
+        await pool.close()
 
 
 async def test_prune_deletes_only_expired_records(

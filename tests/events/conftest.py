@@ -24,7 +24,7 @@ from events.relay import OutboxRelay
 from service.config import Config
 from service.db import create_pool
 from service.domain.identifiers import new_order_id
-from service.order_store import order_row
+from service.order_store import PreparedOrder, order_item_row, order_row
 from service.sql import queries
 
 FAMILY: Final = "initials_url"
@@ -137,6 +137,51 @@ def normalized(value: Any) -> Any:
     return orjson.loads(orjson.dumps(value))
 
 
+async def prepared_order(
+    conn: asyncpg.Connection, config: Config, *, metadata: dict[str, Any] | None = None
+) -> PreparedOrder:
+    """A real order of eyezy's (order row, item, outbox event), ready for place_order."""
+    merchant_id: int = await conn.fetchval("SELECT id FROM merchants WHERE code = 'eyezy'")
+    product_id: int = await conn.fetchval(
+        "SELECT id FROM products WHERE merchant_id = $1 AND code = $2", merchant_id, PRODUCT_CODE
+    )
+    order_id = new_order_id()
+    created_at = datetime.now(UTC)
+    row = order_row(
+        id=order_id,
+        merchant_id=merchant_id,
+        family=FAMILY,
+        currency="USD",
+        base_amount=UNIT_AMOUNT,
+        total_amount=UNIT_AMOUNT,
+        metadata=metadata,
+        created_at=created_at.isoformat(),
+    )
+    item = order_item_row(
+        order_id, 0, product_id=product_id, product_code=PRODUCT_CODE, unit_amount=UNIT_AMOUNT
+    )
+    event = order_created_event(
+        source=config.event_source,
+        family=FAMILY,
+        order_id=order_id,
+        created_at=created_at,
+        order=order_event_data(
+            order_id=order_id,
+            family=FAMILY,
+            merchant=MerchantRef(merchant_id, "eyezy"),
+            currency="USD",
+            amounts=OrderAmounts.undiscounted(UNIT_AMOUNT),
+            items=[OrderItem(0, "purchase", PRODUCT_CODE, PRODUCT_NAME, UNIT_AMOUNT)],
+            request=RequestOrigin("203.0.113.10", "web", "checkout"),
+            created_at=created_at,
+            autocharge=True,
+            autocharge_explicit=False,
+        ),
+        metadata=metadata,
+    )
+    return PreparedOrder(row, [item], event, 200, {"data": {"id": order_id}})
+
+
 async def place_orders(
     conn: asyncpg.Connection,
     config: Config,
@@ -146,58 +191,19 @@ async def place_orders(
 ) -> list[PlacedOrder]:
     """Writes `count` real orders (order, item, outbox row) through place_order, one
     transaction each, as the endpoints do."""
-    merchant_id: int = await conn.fetchval("SELECT id FROM merchants WHERE code = 'eyezy'")
-    product_id: int = await conn.fetchval(
-        "SELECT id FROM products WHERE merchant_id = $1 AND code = $2", merchant_id, PRODUCT_CODE
-    )
     placed: list[PlacedOrder] = []
     for _ in range(count):
-        order_id = new_order_id()
-        created_at = datetime.now(UTC)
-        row = order_row(
-            id=order_id,
-            merchant_id=merchant_id,
-            family=FAMILY,
-            currency="USD",
-            base_amount=UNIT_AMOUNT,
-            total_amount=UNIT_AMOUNT,
-            metadata=metadata,
-            created_at=created_at.isoformat(),
+        order = await prepared_order(conn, config, metadata=metadata)
+        await conn.fetchval(
+            queries.place_order, order.row, order.items, order.event, None, None, 200, None, None
         )
-        item = {
-            "order_id": order_id,
-            "position": 0,
-            "action": "purchase",
-            "product_id": product_id,
-            "product_code": PRODUCT_CODE,
-            "subscription_id": None,
-            "period_id": None,
-            "unit_amount": UNIT_AMOUNT,
-            "quantity": 1,
-            "amount": UNIT_AMOUNT,
-        }
-        event = order_created_event(
-            source=config.event_source,
-            family=FAMILY,
-            order_id=order_id,
-            created_at=created_at,
-            order=order_event_data(
-                order_id=order_id,
-                family=FAMILY,
-                merchant=MerchantRef(merchant_id, "eyezy"),
-                currency="USD",
-                amounts=OrderAmounts.undiscounted(UNIT_AMOUNT),
-                items=[OrderItem(0, "purchase", PRODUCT_CODE, PRODUCT_NAME, UNIT_AMOUNT)],
-                request=RequestOrigin("203.0.113.10", "web", "checkout"),
-                created_at=created_at,
-                autocharge=True,
-                autocharge_explicit=False,
-            ),
-            metadata=metadata,
-        )
-        await conn.fetchval(queries.place_order, row, [item], event, None, None, 200, None)
         placed.append(
-            PlacedOrder(order_id, event["event_id"], normalized(event["payload"]), time.time())
+            PlacedOrder(
+                order.row["id"],
+                order.event["event_id"],
+                normalized(order.event["payload"]),
+                time.time(),
+            )
         )
     return placed
 
