@@ -9,8 +9,9 @@
 
 ALTER TABLE idempotency_keys ADD COLUMN claim_id uuid;
 
-DROP FUNCTION place_order(jsonb, jsonb, jsonb, text, text, integer, json);
-
+-- The 7-argument place_order of 0005 stays beside this one, so instances of the previous
+-- release keep writing orders while a rolling upgrade replaces them; a later migration
+-- drops it.
 CREATE FUNCTION place_order(
     p_order        jsonb,
     p_items        jsonb,
