@@ -12,11 +12,16 @@ from collections.abc import Set
 
 from aiohttp import web
 
+from service import headers
 from service.errors import ApiError
 
-ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-ID"
+ALLOWED_HEADERS = ", ".join(
+    ("Authorization", "Content-Type", headers.IDEMPOTENCY_KEY, headers.REQUEST_ID)
+)
 # What a page's script may read of an answer besides the simple headers.
-EXPOSED_HEADERS = "X-Request-ID, Idempotent-Replayed, Retry-After, WWW-Authenticate"
+EXPOSED_HEADERS = ", ".join(
+    (headers.REQUEST_ID, headers.IDEMPOTENT_REPLAYED, "Retry-After", "WWW-Authenticate")
+)
 PREFLIGHT_MAX_AGE = "600"
 ANY_ORIGIN = "*"
 
@@ -38,11 +43,9 @@ def allowed_origin(request: web.Request, origins: Set[str]) -> str | None:
 
 def is_preflight(request: web.Request) -> bool:
     """A browser's CORS preflight; an OPTIONS without Origin is not one (and gets 405)."""
-    headers = request.headers
+    sent = request.headers
     return (
-        request.method == "OPTIONS"
-        and "Origin" in headers
-        and "Access-Control-Request-Method" in headers
+        request.method == "OPTIONS" and "Origin" in sent and "Access-Control-Request-Method" in sent
     )
 
 

@@ -19,13 +19,14 @@ import asyncpg
 import structlog
 from aiohttp import web
 
+from service import headers
 from service.errors import ApiError, BadRequest, Conflict
 from service.sql import queries
 from service.state import CONFIG, POOL
 
 log = structlog.get_logger(__name__)
 
-HEADER = "Idempotency-Key"
+HEADER = headers.IDEMPOTENCY_KEY
 MAX_KEY_LENGTH = 255
 # A claim older than this belongs to a request whose process died; a retry may take it over.
 STALE_CLAIM_SECONDS = 60

@@ -15,7 +15,7 @@ import structlog
 from aiohttp import web
 from structlog.contextvars import bind_contextvars, clear_contextvars
 
-from service import cors
+from service import cors, headers
 from service.errors import ApiError, BadRequest, NotFound, PayloadTooLarge, ServiceUnavailable
 from service.request_metrics import observe_request
 from service.state import CONFIG, MERCHANT_CODE, ORDER_ID
@@ -25,7 +25,7 @@ error_log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID_HEADER = headers.REQUEST_ID
 PAYWAY_PREFIX = "/external/"
 # Errors that mean the database cannot be reached right now: the client may retry.
 DATABASE_DOWN = (

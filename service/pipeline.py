@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from service import idempotency
+from service import headers, idempotency
 from service.claim_release import release_claim
 from service.domain.identifiers import new_order_id
 from service.errors import ApiError
@@ -20,7 +20,7 @@ from service.order_store import PreparedOrder, write_order
 from service.state import CONFIG, ORDER_ID, POOL
 
 IDEMPOTENCY_HEADER = idempotency.HEADER
-REPLAYED_HEADER = "Idempotent-Replayed"
+REPLAYED_HEADER = headers.IDEMPOTENT_REPLAYED
 
 
 @dataclass(frozen=True, slots=True)
