@@ -42,7 +42,7 @@ async def release_claim(pool: asyncpg.Pool, claim: idempotency.IdempotencyClaim)
 async def _release_when_back(pool: asyncpg.Pool, claim: idempotency.IdempotencyClaim) -> None:
     loop = asyncio.get_running_loop()
     # After this long the claim counts as stale anyway and a retry takes it over.
-    deadline = loop.time() + idempotency.STALE_CLAIM_SECONDS
+    deadline = loop.time() + claim.stale_seconds
     delay = RETRY_FIRST_DELAY
     while loop.time() < deadline:
         await asyncio.sleep(delay)

@@ -16,6 +16,9 @@ DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/order_service"
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "console")
+# Beyond the longest a request can hold an Idempotency-Key claim, before its claim counts
+# as abandoned: room for event-loop and network delays.
+CLAIM_STALE_SLACK_SECONDS = 2.0
 
 
 class ConfigError(ValueError):
@@ -62,6 +65,19 @@ class Config:
     cors_allowed_origins: frozenset[str] = frozenset()
     workers: int = 0  # 0: one worker process per CPU core
     extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def db_command_timeout(self) -> float:
+        """How long the client waits for a statement's answer: a second past PostgreSQL's
+        statement_timeout, so the server cancels (and rolls back) first."""
+        return max(self.db_statement_timeout_ms / 1000 + 1, 2)
+
+    @property
+    def idempotency_claim_stale_seconds(self) -> float:
+        """After this long an unfinished Idempotency-Key claim belongs to a request that
+        died, and a retry may take it over. A live request holds its claim at most for one
+        connection wait and its order write."""
+        return self.db_acquire_timeout + self.db_command_timeout + CLAIM_STALE_SLACK_SECONDS
 
     @property
     def database_url_redacted(self) -> str:
@@ -227,8 +243,6 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         db_acquire_timeout=_read(
             env, "DB_ACQUIRE_TIMEOUT", _float(0.01, 600), d.db_acquire_timeout
         ),
-        # Bounded below the 60 s after which an Idempotency-Key claim counts as abandoned,
-        # so a claim is never taken over while its own order write can still commit.
         db_statement_timeout_ms=_read(
             env, "DB_STATEMENT_TIMEOUT_MS", _int(100, 50_000), d.db_statement_timeout_ms
         ),

@@ -73,7 +73,7 @@ async def create_pool(config: Config) -> asyncpg.Pool:
             "statement_timeout": str(config.db_statement_timeout_ms),
             "application_name": "order-service",
         },
-        command_timeout=max(config.db_statement_timeout_ms / 1000 + 1, 2),
+        command_timeout=config.db_command_timeout,
         # The connect timeout; the wait for a connection is TimedPool's acquire_timeout.
         timeout=config.db_acquire_timeout,
     )

@@ -28,19 +28,19 @@ log = structlog.get_logger(__name__)
 
 HEADER = headers.IDEMPOTENCY_KEY
 MAX_KEY_LENGTH = 255
-# A claim older than this belongs to a request whose process died; a retry may take it over.
-STALE_CLAIM_SECONDS = 60
 # Expired records are also ignored on claim, so pruning only keeps the table small.
 PRUNE_INTERVAL_SECONDS = 600.0
 
 
 @dataclass(frozen=True, slots=True)
 class IdempotencyClaim:
-    """A key this request holds; `claim_id` is what completing or releasing it names."""
+    """A key this request holds; `claim_id` is what completing or releasing it names.
+    After `stale_seconds` unfinished, a retry may take it over."""
 
     scope: str
     key: str
     claim_id: uuid.UUID
+    stale_seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +87,11 @@ async def claim(
     key: str,
     fingerprint: str,
     ttl_seconds: int,
+    stale_seconds: float,
     reused_error: type[ApiError],
 ) -> IdempotencyClaim | StoredResponse:
     """Claims the key for this request, or answers with what an earlier request stored.
+    A claim unfinished for `stale_seconds` (its request died) is taken over.
 
     Raises `reused_error` (code idempotency_key_reused) when the key came with another
     request, and Conflict (idempotency_key_in_use) while the first is still running.
@@ -102,7 +104,7 @@ async def claim(
             key,
             fingerprint,
             ttl_seconds,
-            STALE_CLAIM_SECONDS,
+            stale_seconds,
             claim_id,
         )
     if row is None:
@@ -117,7 +119,7 @@ async def claim(
             fields={"Idempotency-Key": ["already used with a different request"]},
         )
     if row["claimed"]:
-        return IdempotencyClaim(scope, key, claim_id)
+        return IdempotencyClaim(scope, key, claim_id, stale_seconds)
     if row["status"] == "completed":
         return StoredResponse(row["response_status"], row["response_body"], row["order_id"])
     raise Conflict(

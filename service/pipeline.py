@@ -50,12 +50,14 @@ async def create_order(
     claim: idempotency.IdempotencyClaim | None = None
     if key is not None:
         fingerprint = idempotency.request_hash(request.method, request.path_qs, body)
+        config = app[CONFIG]
         outcome = await idempotency.claim(
             pool,
             idempotency_scope,
             key,
             fingerprint,
-            app[CONFIG].idempotency_ttl_seconds,
+            config.idempotency_ttl_seconds,
+            config.idempotency_claim_stale_seconds,
             reused_error,
         )
         if isinstance(outcome, idempotency.StoredResponse):

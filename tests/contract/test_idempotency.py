@@ -341,7 +341,7 @@ async def test_keys_are_scoped_to_the_customer_on_the_payway_endpoint(
 # --- expiry -------------------------------------------------------------------------------
 
 
-async def age(db: asyncpg.Connection, key: str, seconds: int) -> None:
+async def age(db: asyncpg.Connection, key: str, seconds: float) -> None:
     await db.execute(
         "UPDATE idempotency_keys SET created_at = created_at - make_interval(secs => $2),"
         " locked_at = locked_at - make_interval(secs => $2) WHERE key = $1",
@@ -377,23 +377,60 @@ async def test_an_expired_key_is_a_new_key(
 
 async def test_a_stale_claim_of_a_dead_request_is_taken_over(
     client: Any,
+    config: Config,
     db: asyncpg.Connection,
     idempotency_key: str,
     sequence: str,
     written_by_sequence: WrittenBy,
 ) -> None:
-    # What a process that died between claim and commit leaves behind.
-    await db.execute(
-        "INSERT INTO idempotency_keys (scope, key, request_hash, status, locked_at)"
-        " SELECT 'merchant:' || id, $1, 'hash-of-a-lost-request', 'in_progress',"
-        " now() - interval '2 minutes' FROM merchants WHERE code = 'eyezy'",
-        idempotency_key,
+    # What a process that died between claim and commit leaves behind, just old enough
+    # to count as stale: the longest wait for a connection plus the longest order write.
+    # Its request stored nothing, so any request may take the key, not only the same one.
+    stale_seconds = config.idempotency_claim_stale_seconds
+    assert stale_seconds == 10
+    await leave_claim_of_dead_request(
+        db, idempotency_key, "hash-of-a-lost-request", age_seconds=stale_seconds + 1
     )
     response = await send(
         client, signed(INITIALS_PATH, initials_body(sequence), idempotency_key=idempotency_key)
     )
     assert response.status == 200
     assert await written_by_sequence(sequence) == Written(orders=1, events=1)
+
+
+async def test_a_claim_younger_than_the_stale_limit_still_holds_its_key(
+    client: Any,
+    config: Config,
+    db: asyncpg.Connection,
+    idempotency_key: str,
+    sequence: str,
+    written_by_sequence: WrittenBy,
+) -> None:
+    # The client's retry of a request that may still be writing its order.
+    retry = signed(INITIALS_PATH, initials_body(sequence), idempotency_key=idempotency_key)
+    await leave_claim_of_dead_request(
+        db,
+        idempotency_key,
+        idempotency.request_hash("POST", INITIALS_PATH, retry.raw),
+        age_seconds=config.idempotency_claim_stale_seconds - 2,
+    )
+    response = await send(client, retry)
+    assert response.status == 409
+    assert (await response.json())["error"]["code"] == "idempotency_key_in_use"
+    assert await written_by_sequence(sequence) == Written(orders=0, events=0)
+
+
+async def leave_claim_of_dead_request(
+    db: asyncpg.Connection, key: str, request_hash: str, *, age_seconds: float
+) -> None:
+    await db.execute(
+        "INSERT INTO idempotency_keys (scope, key, request_hash, status, locked_at)"
+        " SELECT 'merchant:' || id, $1, $2, 'in_progress',"
+        " now() - make_interval(secs => $3) FROM merchants WHERE code = 'eyezy'",
+        key,
+        request_hash,
+        age_seconds,
+    )
 
 
 async def test_a_request_whose_claim_was_taken_over_writes_nothing_and_frees_nothing(
@@ -405,13 +442,19 @@ async def test_a_request_whose_claim_was_taken_over_writes_nothing_and_frees_not
 
         async def claim() -> idempotency.IdempotencyClaim:
             held = await idempotency.claim(
-                pool, "merchant:test", idempotency_key, "hash", 3600, ValidationFailed
+                pool,
+                "merchant:test",
+                idempotency_key,
+                "hash",
+                3600,
+                config.idempotency_claim_stale_seconds,
+                ValidationFailed,
             )
             assert isinstance(held, idempotency.IdempotencyClaim)
             return held
 
         slow = await claim()
-        await age(db, idempotency_key, idempotency.STALE_CLAIM_SECONDS + 1)
+        await age(db, idempotency_key, config.idempotency_claim_stale_seconds + 1)
         retry = await claim()
         assert retry.claim_id != slow.claim_id
 

@@ -40,6 +40,14 @@ def test_values_are_read_from_the_environment() -> None:
     assert not config.migrate_on_start
 
 
+def test_an_idempotency_claim_goes_stale_after_the_longest_order_write() -> None:
+    # A connection wait, then the order write with a second for its answer, then slack.
+    assert load_config({}).idempotency_claim_stale_seconds == 2 + 6 + 2
+    slow = load_config({"DB_ACQUIRE_TIMEOUT": "5", "DB_STATEMENT_TIMEOUT_MS": "20000"})
+    assert slow.db_command_timeout == 21
+    assert slow.idempotency_claim_stale_seconds == 5 + 21 + 2
+
+
 def test_an_empty_value_means_the_default() -> None:
     config = load_config({"PORT": "", "DATABASE_URL": ""})
     assert config.port == 8080
