@@ -17,9 +17,16 @@ class HealthChecksSchema(Schema):
 
 
 class HealthReadySchema(Schema):
-    status = fields.String(required=True, validate=validate.OneOf(["ok", "unavailable"]))
+    status = fields.String(
+        required=True,
+        validate=validate.OneOf(["ok", "degraded", "unavailable"]),
+        metadata={
+            "description": "`ok`; `degraded` (200: the broker is down, orders are taken and "
+            "their events wait in the outbox); `unavailable` (503: the database is down)."
+        },
+    )
     checks = fields.Nested(HealthChecksSchema, required=True)
     failed = fields.List(
         fields.String(validate=validate.OneOf(["database", "broker"])),
-        metadata={"description": "What is down; present only when not ready."},
+        metadata={"description": "What is down; present only when something is."},
     )

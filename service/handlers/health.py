@@ -32,12 +32,19 @@ async def _database_ok(request: web.Request) -> bool:
 
 @routes.get("/health/ready")
 async def ready(request: web.Request) -> web.Response:
+    """200 while the instance can take orders, which needs only the database: with the
+    broker down, orders are taken and their events wait in the outbox ("degraded"). Taking
+    such an instance out of the load balancer would refuse orders it could take."""
     checks = {
         "database": "ok" if await _database_ok(request) else "down",
         "broker": "ok" if request.app[BROKER].connected else "down",
     }
     failed = [name for name, state in checks.items() if state != "ok"]
-    body: dict[str, object] = {"status": "ok" if not failed else "unavailable", "checks": checks}
+    if checks["database"] != "ok":
+        status, http_status = "unavailable", 503
+    else:
+        status, http_status = ("degraded" if failed else "ok"), 200
+    body: dict[str, object] = {"status": status, "checks": checks}
     if failed:
         body["failed"] = failed
-    return web.json_response(body, status=503 if failed else 200, dumps=json_dumps)
+    return web.json_response(body, status=http_status, dumps=json_dumps)

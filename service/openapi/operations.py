@@ -356,10 +356,14 @@ HEALTH_READY = Operation(
     _plain(
         "healthReady",
         OPERATIONS_TAG,
-        "Readiness: the database and the broker answer",
-        {"description": "Ready.", "content": {JSON: {"schema": HealthReadySchema}}},
+        "Readiness: the instance can take orders (the database answers)",
+        {
+            "description": "Ready: `ok`, or `degraded` while the broker is down (orders are "
+            "taken, their events wait in the outbox).",
+            "content": {JSON: {"schema": HealthReadySchema}},
+        },
         _503={
-            "description": "Not ready; `failed` names what is down.",
+            "description": "Not ready: the database is down; `failed` names what is down.",
             "content": {JSON: {"schema": HealthReadySchema}},
         },
     ),
