@@ -13,6 +13,11 @@ class HealthLiveSchema(Schema):
 
 class HealthChecksSchema(Schema):
     database = fields.String(required=True, validate=validate.OneOf(CHECK_STATES))
+    catalog = fields.String(
+        required=True,
+        validate=validate.OneOf(CHECK_STATES),
+        metadata={"description": "`down` until the catalog was first read from the database."},
+    )
     broker = fields.String(required=True, validate=validate.OneOf(CHECK_STATES))
 
 
@@ -22,11 +27,12 @@ class HealthReadySchema(Schema):
         validate=validate.OneOf(["ok", "degraded", "unavailable"]),
         metadata={
             "description": "`ok`; `degraded` (200: the broker is down, orders are taken and "
-            "their events wait in the outbox); `unavailable` (503: the database is down)."
+            "their events wait in the outbox); `unavailable` (503: the database is down, or "
+            "the catalog was never read from it)."
         },
     )
     checks = fields.Nested(HealthChecksSchema, required=True)
     failed = fields.List(
-        fields.String(validate=validate.OneOf(["database", "broker"])),
+        fields.String(validate=validate.OneOf(["database", "catalog", "broker"])),
         metadata={"description": "What is down; present only when something is."},
     )

@@ -18,6 +18,7 @@ from uuid import UUID
 import asyncpg
 import structlog
 
+from service.errors import ServiceUnavailable
 from service.sql import queries
 
 log = structlog.get_logger(__name__)
@@ -227,11 +228,26 @@ class CatalogCache:
 
     def __init__(self) -> None:
         self.current = Catalog.empty()
+        # False until the first read: the empty catalog would refuse every key as unknown.
+        self.loaded = False
         self._changed = asyncio.Event()
+
+    def snapshot(self) -> Catalog:
+        """The current catalog, or 503 database_unavailable while it was never read (the
+        database has not answered since start): a client must retry, not doubt its keys."""
+        if not self.loaded:
+            raise ServiceUnavailable(
+                "The service has not read its catalog yet: the database is unavailable; "
+                "retry shortly",
+                code="database_unavailable",
+                headers={"Retry-After": "1"},
+            )
+        return self.current
 
     async def refresh(self, pool: asyncpg.Pool) -> None:
         async with pool.acquire() as conn:
             self.current = await read_catalog(conn)
+        self.loaded = True
         log.info("catalog_loaded", merchants=len(self.current.merchants_by_id))
 
     @contextlib.asynccontextmanager

@@ -56,7 +56,7 @@ async def read_signed_request(
     """
     body = await read_body(request)
     merchant, token = authenticate(
-        request, body, request.app[CATALOG].current, request.app[CONFIG].signature_window_seconds
+        request, body, request.app[CATALOG].snapshot(), request.app[CONFIG].signature_window_seconds
     )
     request[MERCHANT_CODE] = merchant.code
     ctx = read_merchant_headers(request, merchant, token, ga_required=ga_required)
@@ -69,7 +69,7 @@ async def read_signed_read_request(request: web.Request) -> Merchant:
     since a read creates no order that would keep the buyer's headers."""
     body = await read_body(request)
     merchant, _ = authenticate(
-        request, body, request.app[CATALOG].current, request.app[CONFIG].signature_window_seconds
+        request, body, request.app[CATALOG].snapshot(), request.app[CONFIG].signature_window_seconds
     )
     request[MERCHANT_CODE] = merchant.code
     return merchant

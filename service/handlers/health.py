@@ -8,7 +8,7 @@ from aiohttp import web
 
 from service.middleware import json_dumps
 from service.sql import queries
-from service.state import BROKER, CONFIG, POOL
+from service.state import BROKER, CATALOG, CONFIG, POOL
 
 routes = web.RouteTableDef()
 
@@ -32,15 +32,17 @@ async def _database_ok(request: web.Request) -> bool:
 
 @routes.get("/health/ready")
 async def ready(request: web.Request) -> web.Response:
-    """200 while the instance can take orders, which needs only the database: with the
-    broker down, orders are taken and their events wait in the outbox ("degraded"). Taking
-    such an instance out of the load balancer would refuse orders it could take."""
+    """200 while the instance can take orders, which needs the database and the catalog
+    read from it: with the broker down, orders are taken and their events wait in the
+    outbox ("degraded"). Taking such an instance out of the load balancer would refuse
+    orders it could take."""
     checks = {
         "database": "ok" if await _database_ok(request) else "down",
+        "catalog": "ok" if request.app[CATALOG].loaded else "down",
         "broker": "ok" if request.app[BROKER].connected else "down",
     }
     failed = [name for name, state in checks.items() if state != "ok"]
-    if checks["database"] != "ok":
+    if checks["database"] != "ok" or checks["catalog"] != "ok":
         status, http_status = "unavailable", 503
     else:
         status, http_status = ("degraded" if failed else "ok"), 200

@@ -30,7 +30,7 @@ async def create_me_order(request: web.Request) -> web.Response:
     customer = authenticate_customer(
         request.headers.get("Authorization"),
         request.app[VERIFIED_TOKENS],
-        request.app[CATALOG].current,
+        request.app[CATALOG].snapshot(),
         ORDER_WRITE_SCOPE,
     )
     request[MERCHANT_CODE] = customer.merchant.code

@@ -356,14 +356,15 @@ HEALTH_READY = Operation(
     _plain(
         "healthReady",
         OPERATIONS_TAG,
-        "Readiness: the instance can take orders (the database answers)",
+        "Readiness: the instance can take orders (the database answers, the catalog is read)",
         {
             "description": "Ready: `ok`, or `degraded` while the broker is down (orders are "
             "taken, their events wait in the outbox).",
             "content": {JSON: {"schema": HealthReadySchema}},
         },
         _503={
-            "description": "Not ready: the database is down; `failed` names what is down.",
+            "description": "Not ready: the database is down or the catalog not yet read; "
+            "`failed` names what is down.",
             "content": {JSON: {"schema": HealthReadySchema}},
         },
     ),

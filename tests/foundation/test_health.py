@@ -42,7 +42,7 @@ async def test_ready_when_the_database_and_the_broker_answer(client: Any) -> Non
     assert response.status == 200
     assert await response.json() == {
         "status": "ok",
-        "checks": {"database": "ok", "broker": "ok"},
+        "checks": {"database": "ok", "catalog": "ok", "broker": "ok"},
     }
 
 
@@ -57,7 +57,7 @@ async def test_ready_but_degraded_while_only_the_broker_is_down(
     assert response.status == 200
     assert await response.json() == {
         "status": "degraded",
-        "checks": {"database": "ok", "broker": "down"},
+        "checks": {"database": "ok", "catalog": "ok", "broker": "down"},
         "failed": ["broker"],
     }
 

@@ -3,6 +3,7 @@ so, and the service recovers by itself."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -92,3 +93,39 @@ async def test_exhausted_pool_answers_503_within_the_acquire_timeout(
     assert ACQUIRE_TIMEOUT <= elapsed < ANSWER_WITHIN
     assert (await response.json())["error"]["code"] == "database_unavailable"
     assert (await post_initials(client)).status == 200
+
+
+async def test_down_at_start_answers_503_not_401_until_the_catalog_is_read(
+    aiohttp_client: Any, config: Config, proxy: TcpProxy, customer_token: str
+) -> None:
+    # Without its catalog the service knows no key: refusing them as unknown (401) would
+    # tell a merchant its credentials are wrong when it should retry.
+    await proxy.cut()
+    app = create_app(
+        replace(
+            config,
+            database_url=proxy.url_for(config.database_url),
+            db_acquire_timeout=ACQUIRE_TIMEOUT,
+            migrate_on_start=False,
+        )
+    )
+    client = await aiohttp_client(app)
+
+    response = await post_initials(client)
+    assert response.status == 503
+    assert (await response.json())["error"]["code"] == "database_unavailable"
+    assert response.headers["Retry-After"] == "1"
+    response = await post_me_order(client, customer_token)
+    assert response.status == 503
+    assert (await response.json())["code"] == "database_unavailable"
+    ready = await client.get("/health/ready")
+    assert ready.status == 503
+    assert (await ready.json())["failed"] == ["database", "catalog"]
+
+    await proxy.restore()
+    # The catalog listener reads the catalog as soon as the database answers.
+    async with asyncio.timeout(10):
+        while (await client.get("/health/ready")).status != 200:
+            await asyncio.sleep(0.05)
+    assert (await post_initials(client)).status == 200
+    assert (await post_me_order(client, customer_token)).status == 200
