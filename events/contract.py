@@ -22,14 +22,41 @@ def asyncapi_document() -> dict[str, Any]:
     return document
 
 
-def component_schema(name: str) -> dict[str, Any]:
+def component_schema(name: str, *, strict: bool = False) -> dict[str, Any]:
     """A JSON Schema (draft 7, as AsyncAPI schemas are) for components/schemas/<name>,
-    with the document's components alongside so its internal $refs resolve."""
+    with the document's components alongside so its internal $refs resolve.
+
+    The published schemas let objects carry keys they do not list, since a new minor
+    schemaVersion may add optional fields and consumers must ignore what they do not
+    know. `strict` forbids unlisted keys everywhere: what the service's own tests check
+    its events against, so that every key it sends is documented.
+    """
     document = asyncapi_document()
     if name not in document["components"]["schemas"]:
         raise KeyError(f"no schema {name!r} in {ASYNCAPI_PATH}")
+    components = document["components"]
+    if strict:
+        _forbid_unlisted_keys(components)
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "$ref": f"#/components/schemas/{name}",
-        "components": document["components"],
+        "components": components,
     }
+
+
+def _forbid_unlisted_keys(schema: Any) -> None:
+    """Sets `additionalProperties: false` on every object schema that lists its
+    properties and says nothing else about extra keys."""
+    if isinstance(schema, list):
+        for item in schema:
+            _forbid_unlisted_keys(item)
+        return
+    if not isinstance(schema, dict):
+        return
+    if isinstance(schema.get("properties"), dict):
+        schema.setdefault("additionalProperties", False)
+        for child in schema["properties"].values():
+            _forbid_unlisted_keys(child)
+    for key, child in schema.items():
+        if key != "properties":
+            _forbid_unlisted_keys(child)

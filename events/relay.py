@@ -8,11 +8,12 @@ publishing the same row at the same time; a relay that dies after publishing but
 its commit leaves the rows unsent, so they go out again with the same `message_id`.
 
 Unroutable events: RabbitMQ returns a mandatory message that no queue is bound for and
-then confirms it; the message is gone. Such an event is logged (event id and routing
-key) and counted (order_service_events_unroutable_total), and its row is marked sent
-with `last_error = 'unroutable: ...'` so it is not retried in a hot loop. The row stays
-in the outbox for the retention period; to replay after binding a queue:
-`UPDATE outbox SET published_at = NULL WHERE last_error LIKE 'unroutable%'`.
+then confirms it; the message is gone from the broker. Such an event is logged (event id
+and routing key) and counted (order_service_events_unroutable_total), and its row stays
+unsent with `last_error = 'unroutable: ...'`: the relay backs off as after a failure
+(up to MAX_BACKOFF) and sends it again, so the first queue bound for its routing key
+receives every event committed before it, oldest first. An event is never dropped for
+want of a consumer; the outbox backlog gauges show the wait.
 
 Wake-ups: PostgreSQL NOTIFY 'outbox' (a trigger on insert), with a poll every
 OUTBOX_POLL_INTERVAL seconds in case a notification is missed. While RabbitMQ is
@@ -250,10 +251,13 @@ class OutboxRelay:
             except Exception as exc:  # noqa: BLE001 - any failure: keep the rows, back off
                 log.warning("relay_batch_failed", error=_describe(exc))
                 return DrainOutcome.FAILED
-            # Back off when the broker failed us, or when nothing in a batch could be
-            # sent; a row with an invalid envelope alone does not hold the others back.
-            if result.failed > result.invalid or (
-                result.claimed and not result.published + result.unroutable
+            # Back off when the broker failed us, when it had no queue for an event (it
+            # would be claimed again at once), or when nothing in a batch could be sent;
+            # a row with an invalid envelope alone does not hold the others back.
+            if (
+                result.failed > result.invalid
+                or result.unroutable
+                or (result.claimed and not result.published)
             ):
                 return DrainOutcome.FAILED
             if result.claimed < self.batch_size:
@@ -318,7 +322,7 @@ class OutboxRelay:
             return Outcome(sent=True)
         if isinstance(result, DeliveredMessage):
             reason = f"unroutable: no queue bound for routing key {row['routing_key']!r}"
-            return Outcome(sent=True, error=reason, unroutable=True)
+            return Outcome(sent=False, error=reason, unroutable=True)
         if isinstance(result, InvalidEnvelope):
             log.error("event_invalid", event_id=str(row["event_id"]), error=str(result))
             return Outcome(sent=False, error=_describe(result), invalid=True)
@@ -338,13 +342,13 @@ class OutboxRelay:
 
     def _account(self, rows: Sequence[asyncpg.Record], outcomes: list[Outcome]) -> BatchResult:
         unroutable = sum(1 for o in outcomes if o.unroutable)
-        published = sum(1 for o in outcomes if o.sent) - unroutable
+        published = sum(1 for o in outcomes if o.sent)
         failed = len(outcomes) - published - unroutable
         EVENTS_PUBLISHED.inc(published)
         if unroutable:
             EVENTS_UNROUTABLE.inc(unroutable)
             # One line per batch, not per event: with no queue bound every event is
-            # returned. Every one of them is in the outbox with last_error 'unroutable: ...'.
+            # returned. Each stays unsent with last_error 'unroutable: ...', to go again.
             returned = [row for row, o in zip(rows, outcomes, strict=True) if o.unroutable]
             log.warning(
                 "events_unroutable",

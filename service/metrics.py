@@ -44,7 +44,8 @@ EVENT_PUBLISH_FAILURES = Counter(
 )
 EVENTS_UNROUTABLE = Counter(
     "order_service_events_unroutable_total",
-    "Events the broker returned as unroutable (no queue bound for the routing key).",
+    "Events the broker returned as unroutable (no queue bound for the routing key); every "
+    "try counts, and the event stays in the outbox to be sent again.",
 )
 DB_POOL_SIZE = Gauge(
     "order_service_db_pool_size",

@@ -18,7 +18,7 @@ from tests.events.test_relay import METADATA
 
 
 def validator(name: str) -> jsonschema.Draft7Validator:
-    schema = component_schema(name)
+    schema = component_schema(name, strict=True)
     jsonschema.Draft7Validator.check_schema(schema)
     return jsonschema.Draft7Validator(schema, format_checker=jsonschema.FormatChecker())
 
@@ -59,6 +59,28 @@ def test_the_schema_refuses_an_envelope_that_breaks_the_contract() -> None:
     del no_metadata["data"]["metaData"]
     with pytest.raises(jsonschema.ValidationError):
         validator("OrderCreatedEnvelope").validate(no_metadata)
+
+
+def test_a_consumer_validating_against_the_published_schema_accepts_a_new_optional_field() -> None:
+    # A minor schemaVersion may add optional fields; consumers must ignore what they do not
+    # know, so the published schemas must not refuse them. The service's own events are
+    # checked strictly: every key it sends is documented.
+    [example] = asyncapi_document()["components"]["messages"]["orderCreated"]["examples"]
+    payload = example["payload"]
+    newer = {
+        **payload,
+        "data": {
+            **payload["data"],
+            "schemaVersion": "1.1",
+            "order": {**payload["data"]["order"], "giftMessage": "Happy birthday"},
+        },
+    }
+    published = jsonschema.Draft7Validator(
+        component_schema("OrderCreatedEnvelope"), format_checker=jsonschema.FormatChecker()
+    )
+    published.validate(newer)
+    with pytest.raises(jsonschema.ValidationError, match="giftMessage"):
+        validator("OrderCreatedEnvelope").validate(newer)
 
 
 def test_a_new_envelope_is_valid(config: Config) -> None:

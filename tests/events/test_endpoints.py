@@ -52,7 +52,8 @@ def metadata_marker(marker: str) -> Any:
 def assert_valid_event(received: Received, family: str, order_id: str) -> None:
     envelope = received.envelope
     jsonschema.Draft7Validator(
-        component_schema("OrderCreatedEnvelope"), format_checker=jsonschema.FormatChecker()
+        component_schema("OrderCreatedEnvelope", strict=True),
+        format_checker=jsonschema.FormatChecker(),
     ).validate(envelope)
     assert envelope["source"].endswith(f"/{family}")
     assert envelope["data"]["family"] == family

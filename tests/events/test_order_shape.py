@@ -35,7 +35,7 @@ CREATED_AT = datetime(2026, 11, 23, 13, 0, 0, 123456, tzinfo=UTC)
 
 def validator(name: str) -> jsonschema.Draft7Validator:
     return jsonschema.Draft7Validator(
-        component_schema(name), format_checker=jsonschema.FormatChecker()
+        component_schema(name, strict=True), format_checker=jsonschema.FormatChecker()
     )
 
 

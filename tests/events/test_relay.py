@@ -196,8 +196,8 @@ async def _arrived_twice(consumer: EventConsumer, event_id: str) -> bool:
     return len(consumer.of([event_id])) >= 2
 
 
-async def test_unroutable_event_is_logged_counted_and_marked(
-    placer: PlaceOrders, start_relay: StartRelay, db: asyncpg.Connection
+async def test_unroutable_event_is_kept_until_a_queue_is_bound(
+    placer: PlaceOrders, start_relay: StartRelay, db: asyncpg.Connection, config: Config
 ) -> None:
     [order] = await placer()
     # Nobody binds this routing key: the broker returns the mandatory message.
@@ -208,11 +208,25 @@ async def test_unroutable_event_is_logged_counted_and_marked(
     before = counter("order_service_events_unroutable_total")
     relay = await start_relay(run=False)
     result = await relay.publish_batch()
-    assert result.unroutable == 1
+    assert (result.unroutable, result.published) == (1, 0)
     assert counter("order_service_events_unroutable_total") == before + 1
     row = await outbox_row(db, order.event_id)
-    assert row["published_at"] is not None  # confirmed by the broker: not retried forever
+    assert row["published_at"] is None  # not dropped: it goes again
     assert row["last_error"].startswith("unroutable")
+
+    # The first consumer to bind the key gets the event committed before it existed.
+    late = EventConsumer()
+    await late.start(config.amqp_url, config.events_exchange, "order.nobody.listens")
+    try:
+        result = await relay.publish_batch()
+        assert (result.unroutable, result.published) == (0, 1)
+        await late.wait_for([order.event_id])
+        assert [r.message_id for r in late.of([order.event_id])] == [order.event_id]
+    finally:
+        await late.close()
+    row = await outbox_row(db, order.event_id)
+    assert row["published_at"] is not None
+    assert row["last_error"] is None
 
 
 async def test_nothing_is_claimed_or_counted_while_the_broker_is_unreachable(

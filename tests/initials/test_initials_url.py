@@ -237,6 +237,6 @@ async def test_event_matches_the_asyncapi_contract(
     payload = await db.fetchval(
         "SELECT payload FROM outbox WHERE aggregate_id = $1", order_id_of(await response.json())
     )
-    jsonschema.validate(payload, component_schema("OrderCreatedEnvelope"))
+    jsonschema.validate(payload, component_schema("OrderCreatedEnvelope", strict=True))
     assert payload["source"].endswith("/initials_url")
     assert payload["data"]["family"] == "initials_url"
