@@ -94,7 +94,10 @@ class InitialsUrlParamsSchema(Schema):
 
 
 class InitialsUrlDataSchema(Schema):
-    url = fields.Url(required=True, metadata={"description": "the payment page of the order"})
+    url = fields.Url(
+        required=True,
+        metadata={"description": "the payment page of the order", "format": "uri"},
+    )
     params = fields.Nested(InitialsUrlParamsSchema, required=True)
 
 

@@ -243,7 +243,6 @@ class MeOrderRequestSchema(Schema):
         metadata={
             "description": "RFC 3339 start of the subscription, UTC when it has no offset; "
             "default now.",
-            "format": "date-time",
         },
     )
     browser_ip = IpAddress(
@@ -258,7 +257,11 @@ class MeOrderRequestSchema(Schema):
             "example": "sv-SE",
         },
     )
-    user_agent = Param(required=True, validate=[_not_blank, _length(None, MAX_USER_AGENT_LENGTH)])
+    user_agent = Param(
+        required=True,
+        validate=[_not_blank, _length(None, MAX_USER_AGENT_LENGTH)],
+        metadata={"minLength": 1, "pattern": r"\S"},  # not blank
+    )
     receipt_url = HttpUrl(
         required=True,
         metadata={

@@ -16,16 +16,27 @@ from schemas.common import (
     METADATA_MAX_KEY_LENGTH,
     METADATA_MAX_KEYS,
     METADATA_MAX_STRING_LENGTH,
+    RFC3339_OPTIONAL_OFFSET,
     CurrencyCode,
     MetaData,
 )
 from schemas.errors import MerchantErrorSchema, PaywayErrorSchema
 from schemas.initials import CountryCode as InitialsCountryCode
 from schemas.initials import SubbrandAlias
-from schemas.me_order import AddressSchema, HttpUrl, IpAddress, LanguageTag, PeriodId, StartDate
+from schemas.me_order import (
+    LANGUAGE_TAG,
+    MAX_LANGUAGE_LENGTH,
+    AddressSchema,
+    HttpUrl,
+    IpAddress,
+    LanguageTag,
+    PeriodId,
+    StartDate,
+)
 from schemas.me_order import CountryCode as PaywayCountryCode
 from service.openapi.components import HEADERS, PARAMETERS, SECURITY_SCHEMES
 from service.openapi.operations import OPERATIONS, TAGS
+from service.openapi.patterns import anchored
 
 OPENAPI_VERSION = "3.1.0"
 TITLE = "order-service"
@@ -72,9 +83,24 @@ CUSTOM_FIELDS: tuple[tuple[type[fields.Field[Any]], dict[str, Any]], ...] = (
     (SubbrandAlias, {"pattern": "^[A-Za-z0-9_]{1,100}$"}),
     (PeriodId, {"pattern": "^[a-fA-F0-9]{24}$"}),
     (IpAddress, IP_ADDRESS),
-    (HttpUrl, {"format": "uri", "maxLength": 2048}),
-    (StartDate, {"format": "date-time"}),
-    (LanguageTag, {"maxLength": 35, "description": "BCP 47 language tag, e.g. sv-SE"}),
+    (HttpUrl, {"format": "uri", "maxLength": 2048, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"}),
+    # Not `format: date-time`: that requires an offset, and the service reads a date-time
+    # without one as UTC.
+    (
+        StartDate,
+        {
+            "pattern": anchored(RFC3339_OPTIONAL_OFFSET),
+        },
+    ),
+    (
+        LanguageTag,
+        {
+            "minLength": 2,
+            "maxLength": MAX_LANGUAGE_LENGTH,
+            "pattern": anchored(LANGUAGE_TAG),
+            "description": "BCP 47 language tag, e.g. sv-SE",
+        },
+    ),
 )
 
 

@@ -269,8 +269,10 @@ PAYWAY_EXAMPLES: dict[int, dict[str, str]] = {
 }
 
 
-def merchant_error_example(status: int) -> dict[str, Any]:
-    code, message, fields = MERCHANT_EXAMPLES[status]
+def merchant_error_example(
+    status: int, example: tuple[str, str, dict[str, list[str]]] | None = None
+) -> dict[str, Any]:
+    code, message, fields = example or MERCHANT_EXAMPLES[status]
     return {
         "error": {"code": code, "message": message, "fields": fields},
         "meta": dict(MERCHANT_ERROR_EXAMPLE["meta"]),
@@ -286,12 +288,20 @@ def _error_headers(status: int, *, payway: bool) -> dict[str, Any]:
     return headers
 
 
-def merchant_error(status: int, description: str | None = None) -> dict[str, Any]:
+def merchant_error(
+    status: int,
+    description: str | None = None,
+    example: tuple[str, str, dict[str, list[str]]] | None = None,
+) -> dict[str, Any]:
+    """A response of the merchant error format; `example` is (code, message, fields)."""
     return {
         "description": description or MERCHANT_ERRORS[status],
         "headers": _error_headers(status, payway=False),
         "content": {
-            JSON: {"schema": MerchantErrorSchema, "example": merchant_error_example(status)}
+            JSON: {
+                "schema": MerchantErrorSchema,
+                "example": merchant_error_example(status, example),
+            }
         },
     }
 

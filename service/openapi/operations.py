@@ -87,15 +87,7 @@ INITIALS_RESPONSE_EXAMPLE = {  # the document's response, as written
     "meta": [],
 }
 INITIALS_REQUEST_EXAMPLES = {
-    # The request behind the document's response (its coupon is not in the demo catalog).
-    "document": {
-        "product": {"code": "premium_1m"},
-        "metaData": {"foo": "bar"},
-        "sequence": "123456123456123456",
-        "discount": 15,
-        "coupon": "123456",
-        "subbrand": "eyezy_app_com",
-    },
+    # First, since Swagger UI's "Try it out" starts from the first example.
     "demoCatalog": {
         "product": {"code": "premium_1m", "currency": "USD"},
         "buyer": {"email": "ann@example.com", "firstName": "Ann", "country": "US"},
@@ -104,6 +96,15 @@ INITIALS_REQUEST_EXAMPLES = {
         "sequence": "123456123456123456",
         "discount": 15,
         "coupon": "WELCOME10",
+        "subbrand": "eyezy_app_com",
+    },
+    # The request behind the document's response (its coupon is not in the demo catalog).
+    "document": {
+        "product": {"code": "premium_1m"},
+        "metaData": {"foo": "bar"},
+        "sequence": "123456123456123456",
+        "discount": 15,
+        "coupon": "123456",
         "subbrand": "eyezy_app_com",
     },
 }
@@ -238,7 +239,12 @@ GET_ORDER = Operation(
         ],
         "responses": {
             "200": _ok("The order.", OrderResponseSchema),
-            **merchant_errors(401, 404, 413, 503),
+            **merchant_errors(401, 413, 503),
+            "404": merchant_error(
+                404,
+                "`order_not_found`: no order with this id for this merchant.",
+                ("order_not_found", "Order not found", {"orderId": ["unknown order"]}),
+            ),
         },
     },
 )
@@ -431,7 +437,11 @@ DOCS_ASSETS = Operation(
                 "description": "The file.",
                 "content": {media: {"schema": {"type": "string"}} for media in ASSET_MEDIA_TYPES},
             },
-            _404=merchant_error(404, "Not a file of the docs page (`route_not_found`)."),
+            _404=merchant_error(
+                404,
+                "Not a file of the docs page (`route_not_found`).",
+                ("route_not_found", "No such endpoint", {}),
+            ),
         ),
         "parameters": [
             {

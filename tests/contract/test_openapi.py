@@ -12,11 +12,14 @@ from jsonschema import Draft202012Validator
 from marshmallow import ValidationError
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
-from schemas.me_order import AddressSchema
+from schemas.me_order import AddressSchema, load_me_order_request
 from service.docs_assets import SWAGGER_UI_DIR
+from service.errors import BadRequest
 from service.openapi import build_openapi, served_operations
-from service.openapi.operations import OPERATIONS
+from service.openapi.operations import ME_ORDER_REQUEST_EXAMPLES, OPERATIONS
 
+FORMAT_CHECKER = Draft202012Validator.FORMAT_CHECKER
+ME_ORDER_EXAMPLE = ME_ORDER_REQUEST_EXAMPLES["document"]
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
@@ -74,6 +77,47 @@ def test_the_address_schema_refuses_what_the_service_refuses(
     try:
         AddressSchema().load(address)
     except ValidationError:
+        assert not valid
+    else:
+        assert valid
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "valid"),
+    [
+        ("start_date", "2019-05-01T00:00:00+00:00", True),
+        ("start_date", "2019-05-01T00:00:00", True),  # no offset: UTC
+        ("start_date", "2019-05-01t00:00:00.123z", True),
+        ("start_date", "2019-05-01", False),
+        ("start_date", "2019-05-01 00:00:00", False),
+        ("language", "sv-SE", True),
+        ("language", "SV-se", True),
+        ("language", "zh-Hant-TW", True),
+        ("language", "en-x-private", True),
+        ("language", "EN-X-PRIVATE", True),
+        ("language", "!!", False),
+        ("language", "", False),
+        ("language", "sv_SE", False),
+        ("user_agent", "Mozilla/5.0", True),
+        ("user_agent", "", False),
+        ("user_agent", "   ", False),
+        ("receipt_url", "https://domain.tld/receipt/1", True),
+        ("receipt_url", "HTTP://domain.tld/", True),
+        ("receipt_url", "ftp://domain.tld/receipt/1", False),
+    ],
+)
+def test_me_order_fields_are_documented_as_the_service_checks_them(
+    field: str, value: str, valid: bool
+) -> None:
+    document = build_openapi()
+    property_schema = document["components"]["schemas"]["MeOrderRequest"]["properties"][field]
+    documented = Draft202012Validator(property_schema, format_checker=FORMAT_CHECKER)
+    assert documented.is_valid(value) is valid
+    body = {**ME_ORDER_EXAMPLE, field: value}
+    try:
+        load_me_order_request(body)
+    except BadRequest as refused:
+        assert refused.code == "invalid_parameter"
         assert not valid
     else:
         assert valid
