@@ -12,6 +12,7 @@ import structlog
 
 from service.config import Config, ConfigError, load_config
 from service.logs import configure_logging
+from service.outside_failures import OUTSIDE_FAILURES, describe
 
 log = structlog.get_logger("order-service")
 
@@ -23,6 +24,13 @@ def config_or_exit() -> Config:
     except ConfigError as exc:
         print(f"order-service: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
 
 
 def _run(coro: object) -> None:
@@ -160,7 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     events_sub = events.add_subparsers(dest="events_command", required=True)
     tail = events_sub.add_parser("tail", help="print order events as JSON lines")
     tail.add_argument("--binding", default="order.created", help="routing key pattern")
-    tail.add_argument("--limit", type=int, default=None, help="stop after this many events")
+    tail.add_argument(
+        "--limit", type=_positive_int, default=None, help="stop after this many events"
+    )
     tail.set_defaults(func=cmd_events_tail)
     return parser
 
@@ -169,7 +179,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = config_or_exit()
     configure_logging(config.log_level, config.log_format)
-    result: int = args.func(config, args)
+    try:
+        result: int = args.func(config, args)
+    except OUTSIDE_FAILURES as exc:
+        log.error(
+            "command_failed",
+            command=args.command,
+            error=describe(exc),
+            database=config.database_url_redacted,
+        )
+        return 1
     return result
 
 

@@ -16,6 +16,7 @@ DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/order_service"
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "console")
+MAX_WORKERS = 64
 # Beyond the longest a request can hold an Idempotency-Key claim, before its claim counts
 # as abandoned: room for event-loop and network delays.
 CLAIM_STALE_SLACK_SECONDS = 2.0
@@ -274,7 +275,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         jwt_leeway_seconds=_read(env, "JWT_LEEWAY_SECONDS", _int(0, 600), d.jwt_leeway_seconds),
         metrics_enabled=_read(env, "METRICS_ENABLED", _bool, d.metrics_enabled),
         cors_allowed_origins=_read(env, "CORS_ALLOWED_ORIGINS", _origins, d.cors_allowed_origins),
-        workers=_read(env, "WORKERS", _int(0, 64), d.workers),
+        workers=_read(env, "WORKERS", _int(0, MAX_WORKERS), d.workers),
     )
     if config.db_pool_min > config.db_pool_max:
         raise ConfigError("DB_POOL_MIN", "must not exceed DB_POOL_MAX")

@@ -27,12 +27,12 @@ ORDERS_CREATED = Counter(
 OUTBOX_BACKLOG = Gauge(
     "order_service_outbox_backlog",
     "Events in the outbox not yet confirmed by the broker.",
-    multiprocess_mode="max",
+    multiprocess_mode="livemax",
 )
 OUTBOX_OLDEST_AGE = Gauge(
     "order_service_outbox_oldest_unsent_age_seconds",
     "Age of the oldest event not yet confirmed by the broker.",
-    multiprocess_mode="max",
+    multiprocess_mode="livemax",
 )
 EVENTS_PUBLISHED = Counter(
     "order_service_events_published_total",

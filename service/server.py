@@ -30,7 +30,8 @@ from typing import Any
 
 import structlog
 
-from service.config import Config
+from service.config import MAX_WORKERS, Config
+from service.outside_failures import OUTSIDE_FAILURES, describe
 
 log = structlog.get_logger(__name__)
 
@@ -38,14 +39,19 @@ METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Time a worker gets, beyond shutdown_timeout for requests, to stop its relay and close
 # its pool and broker connection before it is abandoned.
 CLEANUP_GRACE_SECONDS = 5.0
+# A worker that dies is started again after RESTART_DELAY_SECONDS, doubled for every death
+# in a row of one that had not yet served STABLE_AFTER_SECONDS (a crash loop, e.g.
+# DB_POOL_MIN > 0 with the database down), up to MAX_RESTART_DELAY_SECONDS.
 RESTART_DELAY_SECONDS = 1.0
+MAX_RESTART_DELAY_SECONDS = 30.0
+STABLE_AFTER_SECONDS = 60.0
 
 
 def resolve_workers(requested: int | None, config: Config) -> int:
     """--workers, else WORKERS, else one per CPU core."""
     count = requested if requested is not None else config.workers
-    if count < 0:
-        raise ValueError("--workers must not be negative")
+    if not 0 <= count <= MAX_WORKERS:
+        raise ValueError(f"--workers must be between 0 and {MAX_WORKERS}")
     return count or os.cpu_count() or 1
 
 
@@ -120,12 +126,21 @@ async def serve_worker(config: Config, port: int, *, reuse_port: bool) -> int:
 
 
 def _worker_main(config: Config, port: int) -> None:
-    # The parent's Python-level handlers came along with the fork; the worker's event loop
-    # installs its own.
+    # The parent's Python-level handlers and wake-up socket came along with the fork; the
+    # worker's event loop installs its own.
+    signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    # A stop signal sent while the supervisor forked us was held back for this moment; a
+    # worker that has not started serving just ends.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     _stop_with_parent()
-    sys.exit(run_async(serve_worker(config, port, reuse_port=True)))
+    try:
+        code = run_async(serve_worker(config, port, reuse_port=True))
+    except OUTSIDE_FAILURES as exc:
+        log.error("worker_failed", pid=os.getpid(), error=describe(exc))
+        code = 1
+    sys.exit(code)
 
 
 def _stop_with_parent() -> None:
@@ -160,10 +175,23 @@ class Supervisor:
         self.count = count
         self.context = multiprocessing.get_context("fork")
         self.workers: dict[int, BaseProcess] = {}
+        self.started_at: dict[int, float] = {}
+        self.deaths_in_a_row: dict[int, int] = {}
+        self.restart_at: dict[int, float] = {}  # slot -> when its replacement starts
+        # Signals received and not yet handled: the handler only records them (see
+        # _on_signal); the wake-up socket's byte interrupts the loop's wait at once.
+        self.signals: list[int] = []
+        self.wake_read, self.wake_write = socket.socketpair()
         self.stopping = False
         self.failed = False
 
     def run(self) -> int:
+        try:
+            reservation = reserve_port(self.config.host, self.config.port)
+        except OSError as exc:
+            log.error("listen_failed", host=self.config.host, port=self.config.port, error=str(exc))
+            return 1
+        port = reservation.getsockname()[1]
         metrics_dir = tempfile.mkdtemp(prefix="order-service-metrics-")
         os.environ[METRICS_DIR_ENV] = metrics_dir
         if "prometheus_client.values" in sys.modules:
@@ -171,8 +199,8 @@ class Supervisor:
         # Imported once here, after the metrics directory is set, so every fork shares it.
         import service.app  # noqa: F401
 
-        reservation = reserve_port(self.config.host, self.config.port)
-        port = reservation.getsockname()[1]
+        self.wake_write.setblocking(False)
+        previous_wakeup = signal.set_wakeup_fd(self.wake_write.fileno(), warn_on_full_buffer=False)
         previous = {
             signum: signal.signal(signum, self._on_signal)
             for signum in (signal.SIGTERM, signal.SIGINT)
@@ -191,6 +219,9 @@ class Supervisor:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+            signal.set_wakeup_fd(previous_wakeup)
+            self.wake_read.close()
+            self.wake_write.close()
             reservation.close()
             shutil.rmtree(metrics_dir, ignore_errors=True)
         log.info("stopped", clean=not self.failed)
@@ -204,29 +235,53 @@ class Supervisor:
         process = self.context.Process(
             target=_worker_main, args=(config, port), name=f"order-service-worker-{slot}"
         )
-        process.start()
+        # Blocked across the fork: a signal must not reach the child while it still has the
+        # supervisor's handler, which would swallow it (the child unblocks them itself).
+        stop_signals = {signal.SIGTERM, signal.SIGINT}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
         self.workers[slot] = process
+        self.started_at[slot] = time.monotonic()
 
     def _on_signal(self, signum: int, _frame: object) -> None:
-        if not self.stopping:
-            log.info("stopping_workers", signal=signal.Signals(signum).name)
-        self.stopping = True
-        for process in self.workers.values():
-            if process.pid is not None and process.exitcode is None:
-                os.kill(process.pid, signum)
+        # Only recorded: the handler runs in the main thread between any two bytecodes, and
+        # one that logged while the loop was writing a log line would wait forever for the
+        # lock that very line holds.
+        self.signals.append(signum)
+
+    def _handle_signals(self) -> None:
+        while self.signals:
+            signum = self.signals.pop(0)
+            if not self.stopping:
+                log.info("stopping_workers", signal=signal.Signals(signum).name)
+            self.stopping = True
+            for process in self.workers.values():
+                if process.pid is not None and process.exitcode is None:
+                    os.kill(process.pid, signum)
 
     def _wait(self, port: int) -> None:
         from prometheus_client import multiprocess
 
         deadline: float | None = None
-        while self.workers:
+        while True:
+            self._handle_signals()
+            if not (self.workers or (self.restart_at and not self.stopping)):
+                break
+            self._restart_due(port)
             if self.stopping and deadline is None:
                 deadline = time.monotonic() + self.config.shutdown_timeout
                 deadline += CLEANUP_GRACE_SECONDS + 1
             if deadline is not None and time.monotonic() > deadline:
                 self._kill_remaining()
             sentinels = {p.sentinel: slot for slot, p in self.workers.items()}
-            for ready in wait(list(sentinels), timeout=0.5):
+            for ready in wait([*sentinels, self.wake_read], timeout=0.5):
+                if ready is self.wake_read:
+                    with contextlib.suppress(BlockingIOError):
+                        self.wake_read.recv(64, socket.MSG_DONTWAIT)
+                    continue
                 slot = sentinels[ready]  # type: ignore[index]
                 process = self.workers.pop(slot)
                 process.join()
@@ -237,14 +292,27 @@ class Supervisor:
 
     def _exited(self, slot: int, process: BaseProcess, port: int) -> None:
         if self.stopping:
-            if process.exitcode != 0:
+            # Ended by the stop signal itself: it came before the worker had its handler,
+            # so it was not serving yet.
+            stopped_by_signal = process.exitcode in (-signal.SIGTERM, -signal.SIGINT)
+            if process.exitcode != 0 and not stopped_by_signal:
                 self.failed = True
                 log.error("worker_stopped_uncleanly", pid=process.pid, exitcode=process.exitcode)
             return
-        log.error("worker_died", pid=process.pid, exitcode=process.exitcode)
-        time.sleep(RESTART_DELAY_SECONDS)
-        if not self.stopping:
-            self._start(slot, port)
+        lived = time.monotonic() - self.started_at[slot]
+        in_a_row = self.deaths_in_a_row.get(slot, 0) + 1 if lived < STABLE_AFTER_SECONDS else 1
+        self.deaths_in_a_row[slot] = in_a_row
+        delay = min(RESTART_DELAY_SECONDS * 2 ** (in_a_row - 1), MAX_RESTART_DELAY_SECONDS)
+        log.error("worker_died", pid=process.pid, exitcode=process.exitcode, restart_in_s=delay)
+        # Not a sleep here: the supervisor keeps watching the other workers and signals.
+        self.restart_at[slot] = time.monotonic() + delay
+
+    def _restart_due(self, port: int) -> None:
+        now = time.monotonic()
+        for slot, when in list(self.restart_at.items()):
+            if now >= when and not self.stopping:
+                del self.restart_at[slot]
+                self._start(slot, port)
 
     def _kill_remaining(self) -> None:
         self.failed = True

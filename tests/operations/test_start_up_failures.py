@@ -1,0 +1,77 @@
+"""What an operator sees when a command cannot start: one log line naming the cause and
+exit status 1 (2 for a bad setting), never a traceback; and a supervisor whose workers
+keep dying backs off instead of restarting them every second."""
+
+from __future__ import annotations
+
+import glob
+import signal
+import socket
+import tempfile
+from pathlib import Path
+
+from tests.operations.conftest import Launch
+
+UNREACHABLE_DATABASE = "postgresql://postgres@127.0.0.1:1/nowhere"
+
+
+def metrics_dirs() -> set[str]:
+    return set(glob.glob(str(Path(tempfile.gettempdir()) / "order-service-metrics-*")))
+
+
+async def test_migrate_with_the_database_unreachable_is_one_line(launch: Launch) -> None:
+    process = await launch("migrate", DATABASE_URL=UNREACHABLE_DATABASE)
+    assert await process.wait() == 1
+    [failure] = [e for e in process.events if e.get("event") == "command_failed"]
+    assert failure["command"] == "migrate"
+    assert "Connection refused" in failure["error"]
+    assert "Traceback" not in process.output()
+
+
+async def test_serve_migrating_with_the_database_unreachable_is_one_line(launch: Launch) -> None:
+    process = await launch("serve", DATABASE_URL=UNREACHABLE_DATABASE, MIGRATE_ON_START="true")
+    assert await process.wait() == 1
+    assert [e["command"] for e in process.events if e.get("event") == "command_failed"] == ["serve"]
+    assert "Traceback" not in process.output()
+
+
+async def test_workers_on_a_taken_port_fail_cleanly_and_leave_no_metrics_directory(
+    launch: Launch,
+) -> None:
+    before = metrics_dirs()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = await launch("serve", "--workers", "2", PORT=str(port))
+        assert await process.wait() == 1
+    [failure] = [e for e in process.events if e.get("event") == "listen_failed"]
+    assert failure["port"] == port
+    assert "Traceback" not in process.output()
+    assert metrics_dirs() <= before
+
+
+async def test_workers_option_has_the_same_bound_as_the_setting(launch: Launch) -> None:
+    process = await launch("serve", "--workers", "100")
+    assert await process.wait() == 2
+    assert "--workers must be between 0 and 64" in process.output()
+
+
+async def test_workers_that_keep_dying_are_restarted_ever_later(launch: Launch) -> None:
+    # A pool that must open a connection at start cannot while the database is down: every
+    # worker exits at once.
+    process = await launch(
+        "serve", "--workers", "2", DATABASE_URL=UNREACHABLE_DATABASE, DB_POOL_MIN="1"
+    )
+
+    def delays() -> list[float]:
+        return sorted(e["restart_in_s"] for e in process.events if e.get("event") == "worker_died")
+
+    await process.wait_for_event(lambda _: len(delays()) >= 4)
+    # Each slot: 1 s after its first death, 2 s after its second in a row.
+    assert delays()[:4] == [1.0, 1.0, 2.0, 2.0]
+    failures = [e for e in process.events if e.get("event") == "worker_failed"]
+    assert failures and all("Connection refused" in e["error"] for e in failures)
+    process.send_signal(signal.SIGTERM)
+    assert await process.wait() == 0, process.output()
+    assert "Traceback" not in process.output()
