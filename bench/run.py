@@ -36,7 +36,7 @@ from bench.stats import mean, ratio
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 ENDPOINTS = ("initials", "oneclick", "me_order")
-DEFAULT_JWT_SECRET = "dev-only-jwt-secret-change-me"  # the Makefile's default
+DEFAULT_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789"  # the Makefile's default
 RELAY_DRAIN = Path(__file__).with_name("relay_drain.py")
 DRAIN_LINE = re.compile(
     r"drain: (?P<events>\d+) events .*? in (?P<seconds>[\d.]+) s \((?P<rate>[\d,.]+)/s\)"

@@ -141,8 +141,8 @@ def _choice(*choices: str) -> Callable[[str], str]:
 def _url(*schemes: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         parts = urlsplit(raw)
-        if parts.scheme not in schemes or (not parts.hostname and parts.scheme != "postgresql"):
-            raise ValueError(f"must be a URL with scheme {' or '.join(schemes)}")
+        if parts.scheme not in schemes or not parts.hostname:
+            raise ValueError(f"must be a URL with scheme {' or '.join(schemes)} and a host")
         try:
             parts.port  # noqa: B018 - accessing it validates the port
         except ValueError as exc:
@@ -150,6 +150,23 @@ def _url(*schemes: str) -> Callable[[str], str]:
         return raw
 
     return parse
+
+
+def _database_url(raw: str) -> str:
+    """A PostgreSQL URL naming its server (a host, or a socket directory as ?host=) and
+    its database: left out, libpq would pick both from the OS user and its socket."""
+    parts = urlsplit(raw)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError("must be a URL with scheme postgresql or postgres")
+    if not parts.hostname and "host=" not in parts.query:
+        raise ValueError("must name a host (or a socket directory as ?host=/path)")
+    if not parts.path.strip("/"):
+        raise ValueError("must name a database, e.g. postgresql://postgres@127.0.0.1/orders")
+    try:
+        parts.port  # noqa: B018 - accessing it validates the port
+    except ValueError as exc:
+        raise ValueError("has an invalid port") from exc
+    return raw
 
 
 def _text(raw: str) -> str:
@@ -230,7 +247,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         env, "JWT_ALGORITHMS", _algorithms, ("RS256", "ES256") if pem else d.jwt_algorithms
     )
     config = Config(
-        database_url=_read(env, "DATABASE_URL", _url("postgresql", "postgres"), d.database_url),
+        database_url=_read(env, "DATABASE_URL", _database_url, d.database_url),
         database_url_explicit=bool(env.get("DATABASE_URL")),
         amqp_url=_read(env, "AMQP_URL", _url("amqp", "amqps"), d.amqp_url),
         host=_read(env, "HOST", _text, d.host),
@@ -279,4 +296,37 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     )
     if config.db_pool_min > config.db_pool_max:
         raise ConfigError("DB_POOL_MIN", "must not exceed DB_POOL_MAX")
+    _check_jwt_keys(config)
     return config
+
+
+# RFC 7518 section 3.2: an HMAC key at least as long as the hash's output.
+HMAC_MIN_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
+
+
+def _check_jwt_keys(config: Config) -> None:
+    """Every accepted algorithm has a usable key: otherwise each token of that algorithm
+    would be refused (or fail) one request at a time instead of the service not starting."""
+    hmac = [a for a in config.jwt_algorithms if a in HMAC_MIN_KEY_BYTES]
+    if config.jwt_secret is not None and hmac:
+        needed = max(HMAC_MIN_KEY_BYTES[a] for a in hmac)
+        if len(config.jwt_secret.encode()) < needed:
+            raise ConfigError(
+                "JWT_SECRET", f"must be at least {needed} bytes for {', '.join(hmac)}"
+            )
+    public_key_algorithms = [a for a in config.jwt_algorithms if a not in HMAC_MIN_KEY_BYTES]
+    if public_key_algorithms and config.jwt_public_key_file is None:
+        raise ConfigError(
+            "JWT_ALGORITHMS",
+            f"{', '.join(public_key_algorithms)} need JWT_PUBLIC_KEY_FILE",
+        )
+    if config.jwt_public_key_file is not None:
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+        try:
+            load_pem_public_key(config.jwt_public_key_file.read_bytes())
+        except (ValueError, TypeError, OSError) as exc:
+            raise ConfigError(
+                "JWT_PUBLIC_KEY_FILE",
+                f"{config.jwt_public_key_file} is not a PEM public key ({exc})",
+            ) from None

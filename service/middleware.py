@@ -24,6 +24,8 @@ log = structlog.get_logger("access")
 error_log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Logged for a request cut off before its answer (client gone, or shutdown), as nginx does.
+CLIENT_CLOSED_REQUEST = 499
 
 REQUEST_ID_HEADER = headers.REQUEST_ID
 PAYWAY_PREFIX = "/external/"
@@ -125,6 +127,9 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
             request_id,
         )
     except asyncio.CancelledError:
+        # The client hung up, or shutdown cut the request off: no answer goes out, but the
+        # request is still logged and counted, with nginx's 499.
+        _account(request, CLIENT_CLOSED_REQUEST, started, cancelled=True)
         raise
     except Exception:  # noqa: BLE001 - the last line of defence: JSON, never a traceback
         error_log.exception("unhandled_error", method=request.method, path=request.path)
@@ -136,20 +141,26 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
     response.headers[REQUEST_ID_HEADER] = request_id
     if customer_cors:
         cors.allow_reading(request, response, cors_origins)
+    _account(request, response.status, started)
+    return response
+
+
+def _account(request: web.Request, status: int, started: float, **extra: Any) -> None:
+    """The request's access log line and its metrics."""
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
     duration = time.perf_counter() - started
-    observe_request(route, request.method, response.status, duration)
+    observe_request(route, request.method, status, duration)
     log.info(
         "request",
         method=request.method,
         route=route,
-        status=response.status,
+        status=status,
         duration_ms=round(duration * 1000, 2),
         merchant=request.get(MERCHANT_CODE),
         order_id=request.get(ORDER_ID),
+        **extra,
     )
-    return response
 
 
 async def read_body(request: web.Request) -> bytes:

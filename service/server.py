@@ -96,8 +96,11 @@ async def serve_worker(config: Config, port: int, *, reuse_port: bool) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
+    # aiohttp waits for a request in flight twice: up to its shutdown_timeout, then (after
+    # cancelling only the request's body) up to shutdown_timeout again before it cancels
+    # the handler. Half of SHUTDOWN_TIMEOUT each makes the whole wait SHUTDOWN_TIMEOUT.
     runner = web.AppRunner(
-        create_app(config), access_log=None, shutdown_timeout=config.shutdown_timeout
+        create_app(config), access_log=None, shutdown_timeout=config.shutdown_timeout / 2
     )
     await runner.setup()
     freeze_startup_heap()

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from service.config import DEFAULT_AMQP_URL, DEFAULT_DATABASE_URL, ConfigError, load_config
 
@@ -62,6 +64,9 @@ def test_an_empty_value_means_the_default() -> None:
         ("LOG_LEVEL", "loud"),
         ("LOG_FORMAT", "xml"),
         ("DATABASE_URL", "mysql://x"),
+        ("DATABASE_URL", "postgresql://"),
+        ("DATABASE_URL", "postgresql://db.internal"),
+        ("DATABASE_URL", "postgres:///orders"),
         ("AMQP_URL", "http://rabbit"),
         ("MIGRATE_ON_START", "maybe"),
         ("DB_POOL_MAX", "0"),
@@ -72,6 +77,33 @@ def test_a_bad_value_names_the_variable(variable: str, value: str) -> None:
         load_config({variable: value})
     assert refused.value.variable == variable
     assert str(refused.value).startswith(f"{variable}: ")
+
+
+def test_a_jwt_secret_shorter_than_its_algorithms_need_is_refused() -> None:
+    with pytest.raises(ConfigError, match="JWT_SECRET: must be at least 32 bytes for HS256"):
+        load_config({"JWT_SECRET": "x" * 31})
+    with pytest.raises(ConfigError, match="at least 64 bytes for HS256, HS512"):
+        load_config({"JWT_SECRET": "x" * 40, "JWT_ALGORITHMS": "HS256,HS512"})
+    assert load_config({"JWT_SECRET": "x" * 32}).jwt_secret == "x" * 32
+
+
+def test_public_key_algorithms_need_a_readable_pem_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="JWT_ALGORITHMS: RS256 need JWT_PUBLIC_KEY_FILE"):
+        load_config({"JWT_ALGORITHMS": "HS256,RS256"})
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("this is not a key\n")
+    with pytest.raises(ConfigError, match=r"JWT_PUBLIC_KEY_FILE: .* is not a PEM public key"):
+        load_config({"JWT_PUBLIC_KEY_FILE": str(not_pem)})
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    pem = tmp_path / "jwt.pem"
+    pem.write_bytes(key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    assert load_config({"JWT_PUBLIC_KEY_FILE": str(pem)}).jwt_algorithms == ("RS256", "ES256")
+
+
+def test_a_database_url_may_name_a_socket_directory() -> None:
+    url = "postgresql://postgres@/order_service?host=/work/.data/pgdata"
+    assert load_config({"DATABASE_URL": url}).database_url == url
+    assert load_config({"DATABASE_URL": "postgres://db.internal/orders"}).database_url
 
 
 def test_pool_bounds_are_checked_together() -> None:

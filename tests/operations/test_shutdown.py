@@ -60,6 +60,47 @@ async def test_sigterm_finishes_the_request_in_flight_then_exits_0(
     assert any(e.get("event") == "shutdown_complete" for e in service.events)
 
 
+async def test_a_request_still_running_at_the_shutdown_timeout_is_cut_off_then(
+    launch: Launch, db: asyncpg.Connection
+) -> None:
+    code = f"HOLD{uuid.uuid4().hex[:8].upper()}"
+    await db.execute(
+        "INSERT INTO coupons (merchant_id, code, percent_off) "
+        "SELECT id, $1, 10 FROM merchants WHERE code = 'eyezy'",
+        code,
+    )
+    shutdown_timeout = 2.0
+    service = await launch("serve", "--workers", "1", SHUTDOWN_TIMEOUT=str(shutdown_timeout))
+    base_url = f"http://127.0.0.1:{await service.serving_port()}"
+    loop = asyncio.get_running_loop()
+    async with aiohttp.ClientSession() as session:
+        raw = initials_body(coupon=code)
+        async with db.transaction():
+            # Held past the timeout: the request can never finish.
+            await db.execute("SELECT 1 FROM coupons WHERE code = $1 FOR UPDATE", code)
+            in_flight = asyncio.create_task(
+                session.post(base_url + INITIALS_PATH, data=raw, headers=signed(raw))
+            )
+            await wait_for_lock_waiter(db, code, in_flight)
+            signalled = loop.time()
+            service.send_signal(signal.SIGTERM)
+            assert await service.wait(20) == 0, service.output()
+            stopped_after = loop.time() - signalled
+        with pytest.raises(aiohttp.ClientError):
+            await in_flight
+    # SHUTDOWN_TIMEOUT for the request, not twice that (aiohttp waits for it twice).
+    assert shutdown_timeout <= stopped_after < shutdown_timeout * 1.75, stopped_after
+    assert any(e.get("event") == "shutdown_complete" for e in service.events)
+    [cut_off] = [e for e in service.events if e.get("event") == "request"]
+    assert (cut_off["route"], cut_off["status"], cut_off["cancelled"]) == (
+        INITIALS_PATH,
+        499,
+        True,
+    )
+    # Its transaction was rolled back: the coupon counts no redemption, no order exists.
+    assert await db.fetchval("SELECT times_redeemed FROM coupons WHERE code = $1", code) == 0
+
+
 async def wait_for_lock_waiter(
     db: asyncpg.Connection, code: str, request: asyncio.Task[aiohttp.ClientResponse]
 ) -> None:
