@@ -306,16 +306,42 @@ def merchant_error(
     }
 
 
+# What any operation may also answer, in its family's error format.
+OTHER_ERRORS = (
+    "Any other error, in the same format: `405 method_not_allowed` (with `Allow`) for a "
+    "method the path does not take, `404 route_not_found` for a path the API does not "
+    "have, `500 internal_error` (logged, never a traceback)."
+)
+
+
 def merchant_errors(*statuses: int) -> dict[str, Any]:
-    return {str(status): merchant_error(status) for status in statuses}
+    """The given statuses' responses, and `default` for any other error."""
+    return {
+        **{str(status): merchant_error(status) for status in statuses},
+        "default": {
+            "description": OTHER_ERRORS,
+            "headers": request_id_header(),
+            "content": {JSON: {"schema": MerchantErrorSchema}},
+        },
+    }
 
 
 def payway_errors(*statuses: int) -> dict[str, Any]:
+    """The given statuses' responses, and `default` for any other error."""
     return {
-        str(status): {
-            "description": PAYWAY_ERRORS[status],
-            "headers": _error_headers(status, payway=True),
-            "content": {JSON: {"schema": PaywayErrorSchema, "example": PAYWAY_EXAMPLES[status]}},
-        }
-        for status in statuses
+        **{
+            str(status): {
+                "description": PAYWAY_ERRORS[status],
+                "headers": _error_headers(status, payway=True),
+                "content": {
+                    JSON: {"schema": PaywayErrorSchema, "example": PAYWAY_EXAMPLES[status]}
+                },
+            }
+            for status in statuses
+        },
+        "default": {
+            "description": OTHER_ERRORS,
+            "headers": request_id_header(),
+            "content": {JSON: {"schema": PaywayErrorSchema}},
+        },
     }

@@ -240,6 +240,7 @@ GET_ORDER = Operation(
         "responses": {
             "200": _ok("The order.", OrderResponseSchema),
             **merchant_errors(401, 413, 503),
+            # Its own 404: no product or buyer is looked up on a read.
             "404": merchant_error(
                 404,
                 "`order_not_found`: no order with this id for this merchant.",

@@ -123,6 +123,30 @@ def test_me_order_fields_are_documented_as_the_service_checks_them(
         assert valid
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("get", "/api/v2/initials/url", 405),
+        ("delete", "/external/api/v1/me/order", 405),
+        ("post", "/api/v3/buyers/{buyerId}/oneclick/", 404),
+    ],
+)
+async def test_other_errors_match_the_default_response_of_the_operation(
+    client: Any, method: str, path: str, status: int
+) -> None:
+    document = build_openapi()
+    operation_path = path.rstrip("/")
+    [operation] = [
+        item for name, item in document["paths"][operation_path].items() if name == "post"
+    ]
+    default = operation["responses"]["default"]["content"]["application/json"]["schema"]
+    validator = Draft202012Validator({**default, "components": document["components"]})
+    concrete = path.replace("{buyerId}", "6c3e3f7e-2d0a-4a5b-9d1e-0f1e2d3c4b5a")
+    response = await client.request(method.upper(), concrete)
+    assert response.status == status
+    validator.validate(await response.json())
+
+
 def test_operation_table_has_no_duplicates() -> None:
     keys = [(op.method, op.path) for op in OPERATIONS]
     assert len(keys) == len(set(keys))
