@@ -497,9 +497,9 @@ def figures(bench: Bench, result: dict[str, Any]) -> list[tuple[str, str, str, b
             f"< {report.MAX_RSS_MB:.0f} MB",
             max(rss_values) < report.MAX_RSS_MB,
         ))  # fmt: skip
-    for name, seconds in bench.ready:
+    for start, (name, seconds) in enumerate(bench.ready, 1):
         out.append((
-            f"service start to ready ({name})",
+            f"service start {start} to ready ({name})",
             f"{seconds:.2f} s",
             f"< {report.MAX_READY_S:.0f} s",
             seconds < report.MAX_READY_S,
