@@ -10,10 +10,12 @@ its commit leaves the rows unsent, so they go out again with the same `message_i
 Unroutable events: RabbitMQ returns a mandatory message that no queue is bound for and
 then confirms it; the message is gone from the broker. Such an event is logged (event id
 and routing key) and counted (order_service_events_unroutable_total), and its row stays
-unsent with `last_error = 'unroutable: ...'`: the relay backs off as after a failure
-(up to MAX_BACKOFF) and sends it again, so the first queue bound for its routing key
-receives every event committed before it, oldest first. An event is never dropped for
-want of a consumer; the outbox backlog gauges show the wait.
+unsent with `last_error = 'unroutable: ...'` and is deferred alone: it is due again after
+DEFER_INITIAL seconds, doubling with each try up to DEFER_MAX, while the events behind it
+go out at once. So the first queue bound for its routing key receives every event
+committed before it, within DEFER_MAX (not necessarily in commit order). An event is
+never dropped for want of a consumer; the outbox backlog gauges show the wait. A row
+whose envelope cannot be sent at all is deferred the same way.
 
 Wake-ups: PostgreSQL NOTIFY 'outbox' (a trigger on insert), with a poll every
 OUTBOX_POLL_INTERVAL seconds in case a notification is missed. While RabbitMQ is
@@ -74,6 +76,11 @@ LISTENER_PING_INTERVAL = 30.0
 PERSISTENT = 2
 # An unroutable batch logs this many of its event ids (all of them are in the outbox).
 UNROUTABLE_IDS_LOGGED = 20
+# An unroutable (or unsendable) row is due again after DEFER_INITIAL * 2^(attempts - 1)
+# seconds, at most DEFER_MAX: long enough that a backlog nobody consumes costs the broker
+# little, short enough that a consumer bound late has its events within a minute.
+DEFER_INITIAL = 0.1
+DEFER_MAX = 60.0
 APP_ID = "order-service"
 
 
@@ -117,6 +124,8 @@ class OutboxRelay:
         *,
         max_backoff: float = MAX_BACKOFF,
         confirm_timeout: float = CONFIRM_TIMEOUT,
+        defer_initial: float = DEFER_INITIAL,
+        defer_max: float = DEFER_MAX,
     ) -> None:
         self.config = config
         self.pool = pool
@@ -125,6 +134,8 @@ class OutboxRelay:
         self.batch_size = config.relay_batch_size
         self.max_backoff = max_backoff
         self.confirm_timeout = confirm_timeout
+        self.defer_initial = defer_initial
+        self.defer_max = defer_max
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._channel: Any = None  # aio_pika channel with publisher confirms
@@ -251,14 +262,10 @@ class OutboxRelay:
             except Exception as exc:  # noqa: BLE001 - any failure: keep the rows, back off
                 log.warning("relay_batch_failed", error=_describe(exc))
                 return DrainOutcome.FAILED
-            # Back off when the broker failed us, when it had no queue for an event (it
-            # would be claimed again at once), or when nothing in a batch could be sent;
-            # a row with an invalid envelope alone does not hold the others back.
-            if (
-                result.failed > result.invalid
-                or result.unroutable
-                or (result.claimed and not result.published)
-            ):
+            # Back off when the broker failed us. Unroutable rows and invalid envelopes are
+            # deferred row by row, so they hold nothing else back and are not claimed again
+            # at once.
+            if result.failed > result.invalid:
                 return DrainOutcome.FAILED
             if result.claimed < self.batch_size:
                 return DrainOutcome.IDLE
@@ -266,7 +273,8 @@ class OutboxRelay:
         return DrainOutcome.IDLE
 
     async def publish_batch(self) -> BatchResult:
-        """Claims up to relay_batch_size unsent rows, oldest first, publishes them all,
+        """Claims up to relay_batch_size unsent rows that are due (never-deferred ones
+        oldest first), publishes them all,
         waits for their confirms and marks the confirmed ones sent, in one transaction.
 
         Raises BrokerUnavailable (nothing claimed) while RabbitMQ is not connected.
@@ -338,6 +346,9 @@ class OutboxRelay:
             [row["id"] for row in rows],
             [outcome.sent for outcome in outcomes],
             [outcome.error for outcome in outcomes],
+            [outcome.unroutable or outcome.invalid for outcome in outcomes],
+            self.defer_max,
+            self.defer_initial,
         )
 
     def _account(self, rows: Sequence[asyncpg.Record], outcomes: list[Outcome]) -> BatchResult:
@@ -348,7 +359,7 @@ class OutboxRelay:
         if unroutable:
             EVENTS_UNROUTABLE.inc(unroutable)
             # One line per batch, not per event: with no queue bound every event is
-            # returned. Each stays unsent with last_error 'unroutable: ...', to go again.
+            # returned. Each stays unsent with last_error 'unroutable: ...', deferred.
             returned = [row for row, o in zip(rows, outcomes, strict=True) if o.unroutable]
             log.warning(
                 "events_unroutable",
@@ -359,7 +370,7 @@ class OutboxRelay:
             )
         if failed:
             EVENT_PUBLISH_FAILURES.inc(failed)
-            first = next(o.error for o in outcomes if not o.sent)
+            first = next(o.error for o in outcomes if not o.sent and not o.unroutable)
             log.warning("relay_publish_failed", failed=failed, claimed=len(rows), error=first)
         invalid = sum(1 for o in outcomes if o.invalid)
         return BatchResult(len(rows), published, unroutable, failed, invalid)

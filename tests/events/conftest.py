@@ -237,7 +237,8 @@ StartRelay = Callable[..., Awaitable[OutboxRelay]]
 
 @pytest.fixture
 async def start_relay(pool: asyncpg.Pool, config: Config) -> AsyncIterator[StartRelay]:
-    """start_relay(amqp_url=..., config=..., run=True, relay_class=OutboxRelay) -> relay.
+    """start_relay(amqp_url=..., relay_config=..., run=True, relay_class=OutboxRelay,
+    **relay_options) -> relay (relay_options: OutboxRelay's keyword arguments).
 
     Each relay has a Broker (connection) of its own with short backoffs. With run=False
     the relay is only connected, for tests that drive publish_batch() themselves. All are
@@ -251,11 +252,13 @@ async def start_relay(pool: asyncpg.Pool, config: Config) -> AsyncIterator[Start
             relay_config: Config | None = None,
             run: bool = True,
             relay_class: type[OutboxRelay] = OutboxRelay,
+            **relay_options: float,
         ) -> OutboxRelay:
             broker = Broker(amqp_url or config.amqp_url, max_backoff=0.5, connect_timeout=2)
             broker.start()
             stack.push_async_callback(broker.close)
-            relay = relay_class(relay_config or config, pool, broker, max_backoff=0.5)
+            options = {"max_backoff": 0.5, **relay_options}
+            relay = relay_class(relay_config or config, pool, broker, **options)
             if run:
                 await stack.enter_async_context(relay.running(shutdown_timeout=10))
             else:

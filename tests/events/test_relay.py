@@ -47,7 +47,10 @@ def counter(name: str) -> float:
 
 async def outbox_row(db: asyncpg.Connection, event_id: str) -> asyncpg.Record:
     row = await db.fetchrow(
-        "SELECT published_at, attempts, last_error FROM outbox WHERE event_id = $1::uuid",
+        "SELECT published_at, attempts, last_error,"
+        " CASE WHEN isfinite(next_attempt_at)"
+        " THEN EXTRACT(EPOCH FROM next_attempt_at - now())::float8 END AS due_in"
+        " FROM outbox WHERE event_id = $1::uuid",
         event_id,
     )
     assert row is not None
@@ -196,37 +199,77 @@ async def _arrived_twice(consumer: EventConsumer, event_id: str) -> bool:
     return len(consumer.of([event_id])) >= 2
 
 
-async def test_unroutable_event_is_kept_until_a_queue_is_bound(
-    placer: PlaceOrders, start_relay: StartRelay, db: asyncpg.Connection, config: Config
+async def test_unroutable_event_is_deferred_alone_and_kept_until_a_queue_is_bound(
+    placer: PlaceOrders,
+    consumer: EventConsumer,
+    start_relay: StartRelay,
+    db: asyncpg.Connection,
+    config: Config,
 ) -> None:
-    [order] = await placer()
+    # Other tests' unsent rows may share the outbox: only this test's rows are asserted.
+    [stuck] = await placer()
     # Nobody binds this routing key: the broker returns the mandatory message.
     await db.execute(
         "UPDATE outbox SET routing_key = 'order.nobody.listens' WHERE event_id = $1::uuid",
-        order.event_id,
+        stuck.event_id,
     )
     before = counter("order_service_events_unroutable_total")
-    relay = await start_relay(run=False)
-    result = await relay.publish_batch()
-    assert (result.unroutable, result.published) == (1, 0)
-    assert counter("order_service_events_unroutable_total") == before + 1
-    row = await outbox_row(db, order.event_id)
+    relay = await start_relay(run=False, defer_initial=30.0)
+    await relay.publish_batch()
+    assert counter("order_service_events_unroutable_total") >= before + 1
+    row = await outbox_row(db, stuck.event_id)
     assert row["published_at"] is None  # not dropped: it goes again
+    assert row["attempts"] == 1
     assert row["last_error"].startswith("unroutable")
+    assert 25 < row["due_in"] <= 30
 
-    # The first consumer to bind the key gets the event committed before it existed.
+    # It holds nothing back: one event per batch, the events behind it go out at once.
+    one_per_batch = replace(config, relay_batch_size=1)
+    await start_relay(relay_config=one_per_batch, defer_initial=30.0)
+    behind = await placer(3)
+    await consumer.wait_for([order.event_id for order in behind])
+    assert (await outbox_row(db, stuck.event_id))["attempts"] == 1
+
+    # Once due, it goes to the first consumer to bind its key, though committed before it.
     late = EventConsumer()
     await late.start(config.amqp_url, config.events_exchange, "order.nobody.listens")
     try:
-        result = await relay.publish_batch()
-        assert (result.unroutable, result.published) == (0, 1)
-        await late.wait_for([order.event_id])
-        assert [r.message_id for r in late.of([order.event_id])] == [order.event_id]
+        await db.execute(
+            "UPDATE outbox SET next_attempt_at = now() WHERE event_id = $1::uuid",
+            stuck.event_id,
+        )
+        await late.wait_for([stuck.event_id])
+        assert [r.message_id for r in late.of([stuck.event_id])] == [stuck.event_id]
     finally:
         await late.close()
-    row = await outbox_row(db, order.event_id)
-    assert row["published_at"] is not None
+    await wait_until(lambda: _published(db, stuck.event_id))
+    row = await outbox_row(db, stuck.event_id)
     assert row["last_error"] is None
+    assert row["attempts"] == 2
+
+
+async def test_deferral_doubles_with_each_unroutable_attempt_up_to_its_cap(
+    placer: PlaceOrders, start_relay: StartRelay, db: asyncpg.Connection
+) -> None:
+    [stuck] = await placer()
+    await db.execute(
+        "UPDATE outbox SET routing_key = 'order.nobody.listens' WHERE event_id = $1::uuid",
+        stuck.event_id,
+    )
+    relay = await start_relay(run=False, defer_initial=10.0, defer_max=25.0)
+    due_in = []
+    for _ in range(3):
+        await relay.publish_batch()
+        due_in.append((await outbox_row(db, stuck.event_id))["due_in"])
+        # Due again now, so the next batch claims it.
+        await db.execute(
+            "UPDATE outbox SET next_attempt_at = now() WHERE event_id = $1::uuid", stuck.event_id
+        )
+    assert [round(seconds) for seconds in due_in] == [10, 20, 25]
+
+
+async def _published(db: asyncpg.Connection, event_id: str) -> bool:
+    return (await outbox_row(db, event_id))["published_at"] is not None
 
 
 async def test_nothing_is_claimed_or_counted_while_the_broker_is_unreachable(
