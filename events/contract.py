@@ -36,7 +36,8 @@ def component_schema(name: str, *, strict: bool = False) -> dict[str, Any]:
         raise KeyError(f"no schema {name!r} in {ASYNCAPI_PATH}")
     components = document["components"]
     if strict:
-        _forbid_unlisted_keys(components)
+        # Only the schemas: elsewhere (messages, examples) `properties` is not a keyword.
+        _forbid_unlisted_keys(components["schemas"])
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "$ref": f"#/components/schemas/{name}",

@@ -53,6 +53,7 @@ from service.metrics import (
     OUTBOX_BACKLOG,
     OUTBOX_OLDEST_AGE,
 )
+from service.outside_failures import describe
 from service.sql import queries
 
 log = structlog.get_logger(__name__)
@@ -260,7 +261,7 @@ class OutboxRelay:
             except BrokerUnavailable:
                 return DrainOutcome.BROKER_DOWN
             except Exception as exc:  # noqa: BLE001 - any failure: keep the rows, back off
-                log.warning("relay_batch_failed", error=_describe(exc))
+                log.warning("relay_batch_failed", error=describe(exc))
                 return DrainOutcome.FAILED
             # Back off when the broker failed us. Unroutable rows and invalid envelopes are
             # deferred row by row, so they hold nothing else back and are not claimed again
@@ -299,7 +300,7 @@ class OutboxRelay:
             try:
                 properties = self._properties(row)
             except Exception as exc:  # noqa: BLE001 - an invalid envelope fails alone
-                invalid[index] = _failed_future(InvalidEnvelope(_describe(exc)))
+                invalid[index] = _failed_future(InvalidEnvelope(describe(exc)))
                 continue
             messages.append(OutgoingMessage(row["routing_key"], row["body"].encode(), properties))
         confirms = iter(await publish_batch(channel, self.exchange, messages) if messages else ())
@@ -333,9 +334,9 @@ class OutboxRelay:
             return Outcome(sent=False, error=reason, unroutable=True)
         if isinstance(result, InvalidEnvelope):
             log.error("event_invalid", event_id=str(row["event_id"]), error=str(result))
-            return Outcome(sent=False, error=_describe(result), invalid=True)
+            return Outcome(sent=False, error=describe(result), invalid=True)
         if isinstance(result, BaseException):
-            return Outcome(sent=False, error=_describe(result))
+            return Outcome(sent=False, error=describe(result))
         return Outcome(sent=False, error=f"unexpected confirm {result!r}")
 
     async def _record_outcomes(
@@ -421,7 +422,7 @@ class OutboxRelay:
             try:
                 conn = await asyncpg.connect(self.config.database_url, timeout=5)
             except Exception as exc:  # noqa: BLE001 - keep trying whatever went wrong
-                log.warning("outbox_listen_failed", error=_describe(exc), retry_in=delay)
+                log.warning("outbox_listen_failed", error=describe(exc), retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_backoff)
                 continue
@@ -439,7 +440,7 @@ class OutboxRelay:
                         async with asyncio.timeout(5):
                             await conn.fetchval(queries.ping)
             except Exception as exc:  # noqa: BLE001 - reconnect whatever went wrong
-                log.warning("outbox_listen_lost", error=_describe(exc))
+                log.warning("outbox_listen_lost", error=describe(exc))
             finally:
                 conn.terminate()
 
@@ -472,7 +473,7 @@ class OutboxRelay:
         try:
             await self.housekeeping()
         except Exception as exc:  # noqa: BLE001 - tried again at the next interval
-            log.warning("outbox_housekeeping_failed", error=_describe(exc))
+            log.warning("outbox_housekeeping_failed", error=describe(exc))
 
     async def refresh_backlog(self) -> tuple[int, float]:
         """Sets the backlog gauges from the outbox; returns (size, oldest age seconds)."""
@@ -491,7 +492,7 @@ class OutboxRelay:
         try:
             size, age = await self.refresh_backlog()
         except Exception as exc:  # noqa: BLE001 - the database may be down; try later
-            log.warning("outbox_backlog_unknown", error=_describe(exc))
+            log.warning("outbox_backlog_unknown", error=describe(exc))
             return
         if size and now >= self._next_backlog_log:
             self._next_backlog_log = now + BACKLOG_LOG_INTERVAL
@@ -507,11 +508,6 @@ def _failed_future(exc: BaseException) -> asyncio.Future[Any]:
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     future.set_exception(exc)
     return future
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 async def run_relay_forever(config: Config) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 T = TypeVar("T")
 
@@ -158,7 +158,7 @@ def _database_url(raw: str) -> str:
     parts = urlsplit(raw)
     if parts.scheme not in ("postgresql", "postgres"):
         raise ValueError("must be a URL with scheme postgresql or postgres")
-    if not parts.hostname and "host=" not in parts.query:
+    if not parts.hostname and "host" not in parse_qs(parts.query):
         raise ValueError("must name a host (or a socket directory as ?host=/path)")
     if not parts.path.strip("/"):
         raise ValueError("must name a database, e.g. postgresql://postgres@127.0.0.1/orders")
@@ -321,11 +321,12 @@ def _check_jwt_keys(config: Config) -> None:
             f"{', '.join(public_key_algorithms)} need JWT_PUBLIC_KEY_FILE",
         )
     if config.jwt_public_key_file is not None:
+        from cryptography.exceptions import UnsupportedAlgorithm
         from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
         try:
             load_pem_public_key(config.jwt_public_key_file.read_bytes())
-        except (ValueError, TypeError, OSError) as exc:
+        except (ValueError, TypeError, OSError, UnsupportedAlgorithm) as exc:
             raise ConfigError(
                 "JWT_PUBLIC_KEY_FILE",
                 f"{config.jwt_public_key_file} is not a PEM public key ({exc})",

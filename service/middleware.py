@@ -127,8 +127,9 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
             request_id,
         )
     except asyncio.CancelledError:
-        # The client hung up, or shutdown cut the request off: no answer goes out, but the
-        # request is still logged and counted, with nginx's 499.
+        # Shutdown cut the request off (aiohttp cancels a handler when the client hangs up
+        # only with handler_cancellation on): no answer goes out, but the request is still
+        # logged and counted, with nginx's 499.
         _account(request, CLIENT_CLOSED_REQUEST, started, cancelled=True)
         raise
     except Exception:  # noqa: BLE001 - the last line of defence: JSON, never a traceback

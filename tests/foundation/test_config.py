@@ -104,6 +104,9 @@ def test_a_database_url_may_name_a_socket_directory() -> None:
     url = "postgresql://postgres@/order_service?host=/work/.data/pgdata"
     assert load_config({"DATABASE_URL": url}).database_url == url
     assert load_config({"DATABASE_URL": "postgres://db.internal/orders"}).database_url
+    # A parameter merely ending in "host" names no server.
+    with pytest.raises(ConfigError, match=r"DATABASE_URL: .*: must name a host"):
+        load_config({"DATABASE_URL": "postgresql://postgres@/orders?target_session_host=x"})
 
 
 def test_pool_bounds_are_checked_together() -> None:
