@@ -181,6 +181,9 @@ class Supervisor:
         self.started_at: dict[int, float] = {}
         self.deaths_in_a_row: dict[int, int] = {}
         self.restart_at: dict[int, float] = {}  # slot -> when its replacement starts
+        # Workers already sent SIGKILL after the shutdown deadline: _wait checks the deadline
+        # on every tick, and one SIGKILL is all a process needs until it is reaped.
+        self.killed: set[int] = set()
         # Signals received and not yet handled: the handler only records them (see
         # _on_signal); the wake-up socket's byte interrupts the loop's wait at once.
         self.signals: list[int] = []
@@ -240,12 +243,13 @@ class Supervisor:
         )
         # Blocked across the fork: a signal must not reach the child while it still has the
         # supervisor's handler, which would swallow it (the child unblocks them itself).
-        stop_signals = {signal.SIGTERM, signal.SIGINT}
-        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        # The previous mask is put back, not the two unblocked: a caller that had them
+        # blocked keeps them blocked.
+        previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
         try:
             process.start()
         finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
         self.workers[slot] = process
         self.started_at[slot] = time.monotonic()
 
@@ -302,24 +306,45 @@ class Supervisor:
                 self.failed = True
                 log.error("worker_stopped_uncleanly", pid=process.pid, exitcode=process.exitcode)
             return
-        lived = time.monotonic() - self.started_at[slot]
-        in_a_row = self.deaths_in_a_row.get(slot, 0) + 1 if lived < STABLE_AFTER_SECONDS else 1
-        self.deaths_in_a_row[slot] = in_a_row
-        delay = min(RESTART_DELAY_SECONDS * 2 ** (in_a_row - 1), MAX_RESTART_DELAY_SECONDS)
+        if time.monotonic() - self.started_at[slot] >= STABLE_AFTER_SECONDS:
+            # It had served long enough: this death does not continue a crash loop.
+            self.deaths_in_a_row[slot] = 0
+        delay = self._schedule_restart(slot)
         log.error("worker_died", pid=process.pid, exitcode=process.exitcode, restart_in_s=delay)
+
+    def _schedule_restart(self, slot: int) -> float:
+        """Counts one more failure in a row of the slot's worker and sets when it starts
+        again (the crash-loop backoff); returns that delay."""
+        in_a_row = self.deaths_in_a_row.get(slot, 0) + 1
+        self.deaths_in_a_row[slot] = in_a_row
+        delay: float = min(RESTART_DELAY_SECONDS * 2 ** (in_a_row - 1), MAX_RESTART_DELAY_SECONDS)
         # Not a sleep here: the supervisor keeps watching the other workers and signals.
         self.restart_at[slot] = time.monotonic() + delay
+        return delay
 
     def _restart_due(self, port: int) -> None:
         now = time.monotonic()
         for slot, when in list(self.restart_at.items()):
             if now >= when and not self.stopping:
                 del self.restart_at[slot]
-                self._start(slot, port)
+                self._restart(slot, port)
+
+    def _restart(self, slot: int, port: int) -> None:
+        try:
+            self._start(slot, port)
+        except OSError as exc:
+            # A fork that fails (no memory, process or file limit reached) may succeed
+            # later: the supervisor keeps its other workers and tries again, backing off
+            # as for a worker that died at once.
+            delay = self._schedule_restart(slot)
+            log.error("worker_restart_failed", slot=slot, error=describe(exc), restart_in_s=delay)
 
     def _kill_remaining(self) -> None:
         self.failed = True
         for process in self.workers.values():
-            if process.exitcode is None and process.pid is not None:
-                log.error("worker_killed_after_timeout", pid=process.pid)
-                os.kill(process.pid, signal.SIGKILL)
+            pid = process.pid
+            if process.exitcode is None and pid is not None and pid not in self.killed:
+                log.error("worker_killed_after_timeout", pid=pid)
+                os.kill(pid, signal.SIGKILL)
+                # Still in self.workers: _wait reaps it once its sentinel is ready.
+                self.killed.add(pid)

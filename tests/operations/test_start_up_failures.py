@@ -4,19 +4,13 @@ keep dying backs off instead of restarting them every second."""
 
 from __future__ import annotations
 
-import glob
 import signal
 import socket
-import tempfile
 from pathlib import Path
 
 from tests.operations.conftest import Launch
 
 UNREACHABLE_DATABASE = "postgresql://postgres@127.0.0.1:1/nowhere"
-
-
-def metrics_dirs() -> set[str]:
-    return set(glob.glob(str(Path(tempfile.gettempdir()) / "order-service-metrics-*")))
 
 
 async def test_migrate_with_the_database_unreachable_is_one_line(launch: Launch) -> None:
@@ -36,19 +30,23 @@ async def test_serve_migrating_with_the_database_unreachable_is_one_line(launch:
 
 
 async def test_workers_on_a_taken_port_fail_cleanly_and_leave_no_metrics_directory(
-    launch: Launch,
+    launch: Launch, tmp_path: Path
 ) -> None:
-    before = metrics_dirs()
+    # The supervisor makes its metrics directory with mkdtemp, which honours TMPDIR: a
+    # temporary directory of this process alone, so anything left in it was left by this
+    # process, whatever its name, and no other test's directories count.
+    service_tmp = tmp_path / "service-tmp"
+    service_tmp.mkdir()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        process = await launch("serve", "--workers", "2", PORT=str(port))
+        process = await launch("serve", "--workers", "2", PORT=str(port), TMPDIR=str(service_tmp))
         assert await process.wait() == 1
     [failure] = [e for e in process.events if e.get("event") == "listen_failed"]
     assert failure["port"] == port
     assert "Traceback" not in process.output()
-    assert metrics_dirs() <= before
+    assert list(service_tmp.iterdir()) == []
 
 
 async def test_workers_option_has_the_same_bound_as_the_setting(launch: Launch) -> None:
