@@ -320,6 +320,7 @@ class OutboxRelay:
             message_id=str(row["event_id"]),
             message_type=row["event_type"],
             app_id=APP_ID,
+            timestamp=row["created_at"],  # whole seconds, as AMQP carries it
             headers=headers,
         )
 

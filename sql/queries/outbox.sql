@@ -4,8 +4,9 @@
 -- outbox_due_idx). Rows another relay holds are skipped, so several relays never publish
 -- the same row at the same time.
 -- `attributes` is the envelope without `data` (for the ce- headers); `body` is the whole
--- envelope as JSON text, sent as is.
-SELECT id, event_id, event_type, routing_key,
+-- envelope as JSON text, sent as is. `created_at` (the order's transaction time) is the
+-- AMQP timestamp.
+SELECT id, event_id, event_type, routing_key, created_at,
        payload - 'data' AS attributes,
        payload::text AS body
   FROM outbox

@@ -51,6 +51,7 @@ class Received:
     delivery_mode: int | None
     exchange: str
     routing_key: str
+    timestamp: datetime | None  # the AMQP property
     received_at: float  # time.time()
 
 
@@ -89,6 +90,7 @@ class EventConsumer:
                 delivery_mode=int(message.delivery_mode) if message.delivery_mode else None,
                 exchange=message.exchange or "",
                 routing_key=message.routing_key or "",
+                timestamp=message.timestamp,
                 received_at=time.time(),
             )
         )

@@ -91,6 +91,11 @@ async def test_event_is_delivered_exactly_as_stored_with_ce_headers(
         "ce-time": order.payload["time"],
         "ce-dataschemaversion": "1.0",
     }
+    created_at = await db.fetchval(
+        "SELECT created_at FROM outbox WHERE event_id = $1::uuid", order.event_id
+    )
+    assert got.timestamp is not None
+    assert got.timestamp.timestamp() == int(created_at.timestamp())
     # The row is marked once the confirm is in, which may be just after the delivery.
     await wait_until(lambda: _published(db, order.event_id))
     row = await outbox_row(db, order.event_id)
