@@ -11,6 +11,5 @@
 ALTER TABLE outbox ADD COLUMN next_attempt_at timestamptz NOT NULL DEFAULT '-infinity';
 
 CREATE INDEX outbox_due_idx ON outbox (next_attempt_at, id) WHERE published_at IS NULL;
--- The previous release's relay (during a rolling upgrade) finds its rows through the new
--- index too; one index less to write per order.
-DROP INDEX outbox_unpublished_idx;
+-- outbox_unpublished_idx (id order) stays while a rolling upgrade replaces the previous
+-- release, whose relay claims by id alone; a later migration drops it.
