@@ -3,7 +3,7 @@
 One aiohttp handler on uvloop that reads the same JSON body the service gets, parses it
 with orjson, and in ONE transaction (a single data-modifying CTE, so one round trip)
 inserts one row into `orders` and one into `outbox` of the service's own schema: the
-same tables, indexes, foreign key to `merchants` and NOTIFY trigger. No auth, no
+same tables, indexes and foreign key to `merchants`. No auth, no
 validation, no logging, no metrics, no relay. It runs against a database of its own so
 the service's relay never sees its rows.
 

@@ -17,8 +17,9 @@ committed before it, within DEFER_MAX (not necessarily in commit order). An even
 never dropped for want of a consumer; the outbox backlog gauges show the wait. A row
 whose envelope cannot be sent at all is deferred the same way.
 
-Wake-ups: PostgreSQL NOTIFY 'outbox' (a trigger on insert), with a poll every
-OUTBOX_POLL_INTERVAL seconds in case a notification is missed. While RabbitMQ is
+Wake-ups: wake() from an order committed in this process, PostgreSQL NOTIFY 'outbox'
+from other processes (events/outbox_wakeup.py), and a poll every OUTBOX_POLL_INTERVAL
+seconds in case a wake-up is missed. While RabbitMQ is
 unreachable the relay waits for the Broker (which reconnects with capped exponential
 backoff); other failures (nacks, confirm timeouts, database errors) back off the same way.
 """
@@ -152,6 +153,10 @@ class OutboxRelay:
     def stop(self) -> None:
         """Asks the relay to stop once the batch in flight is published and marked."""
         self._stopping.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        """An event was committed: publish it without waiting for the next poll."""
         self._wake.set()
 
     @property

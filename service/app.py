@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from events.broker import Broker
+from events.outbox_wakeup import OutboxWakeup
 from events.relay import OutboxRelay
 from service import idempotency
 from service.auth.bearer import VerifiedTokens
@@ -15,7 +16,7 @@ from service.config import Config
 from service.db import close_pool, create_pool
 from service.handlers import asyncapi, docs, health, initials, me_order, metrics, oneclick, orders
 from service.middleware import request_middleware
-from service.state import BROKER, CATALOG, CONFIG, POOL, VERIFIED_TOKENS
+from service.state import BROKER, CATALOG, CONFIG, OUTBOX_WAKEUP, POOL, RELAY, VERIFIED_TOKENS
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -52,7 +53,16 @@ RELAY_STOP_SECONDS = 3.0
 async def _relay(app: web.Application) -> AsyncIterator[None]:
     # Publishes the outbox on the shared connection; on shutdown it stops after its batch.
     relay = OutboxRelay(app[CONFIG], app[POOL], app[BROKER])
+    app[RELAY] = relay
     async with relay.running(min(app[CONFIG].shutdown_timeout, RELAY_STOP_SECONDS)):
+        yield
+
+
+async def _outbox_wakeup(app: web.Application) -> AsyncIterator[None]:
+    # After _relay, so that it stops first and its last NOTIFY still finds the pool open.
+    wakeup = OutboxWakeup(app[POOL], app.get(RELAY))
+    app[OUTBOX_WAKEUP] = wakeup
+    async with wakeup.running():
         yield
 
 
@@ -66,6 +76,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.extend([_database, _catalog, _broker, idempotency.pruning])
     if config.relay_enabled:
         app.cleanup_ctx.append(_relay)
+    app.cleanup_ctx.append(_outbox_wakeup)
     if config.metrics_enabled:
         app.cleanup_ctx.append(metrics.pool_sampler)
         app.router.add_routes(metrics.routes)

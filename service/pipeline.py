@@ -17,7 +17,7 @@ from service.errors import ApiError
 from service.metrics import ORDERS_CREATED
 from service.middleware import json_dumps
 from service.order_store import PreparedOrder, write_order
-from service.state import CONFIG, ORDER_ID, POOL
+from service.state import CONFIG, ORDER_ID, OUTBOX_WAKEUP, POOL
 
 IDEMPOTENCY_HEADER = idempotency.HEADER
 REPLAYED_HEADER = headers.IDEMPOTENT_REPLAYED
@@ -75,6 +75,7 @@ async def create_order(
             # Shielded: a client that hangs up must not leave the key claimed.
             await asyncio.shield(release_claim(pool, claim))
         raise
+    app[OUTBOX_WAKEUP].order_committed()
     ORDERS_CREATED.labels(prepared.row["family"]).inc()
     body_out: Any = prepared.response_body
     if reference is not None and isinstance(body_out, dict) and "order_id" in body_out:

@@ -6,6 +6,8 @@ import asyncpg
 from aiohttp import web
 
 from events.broker import Broker
+from events.outbox_wakeup import OutboxWakeup
+from events.relay import OutboxRelay
 from service.auth.bearer import VerifiedTokens
 from service.catalog import CatalogCache
 from service.config import Config
@@ -15,6 +17,8 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 CATALOG = web.AppKey("catalog", CatalogCache)
 BROKER = web.AppKey("broker", Broker)
 VERIFIED_TOKENS = web.AppKey("verified_tokens", VerifiedTokens)
+RELAY = web.AppKey("relay", OutboxRelay)  # only when RELAY_ENABLED
+OUTBOX_WAKEUP = web.AppKey("outbox_wakeup", OutboxWakeup)
 
 # Set by handlers, read by the access log line.
 MERCHANT_CODE = web.RequestKey("merchant", str)

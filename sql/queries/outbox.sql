@@ -33,6 +33,10 @@ UPDATE outbox AS o
        AS r (id, sent, error, deferred)
  WHERE o.id = r.id;
 
+-- name: outbox_notify
+-- Wakes the relays that LISTEN on channel $1 (events/outbox_wakeup.py).
+SELECT pg_notify($1, '');
+
 -- name: outbox_backlog
 -- Events not yet confirmed by the broker, and the age in seconds of the oldest one.
 SELECT count(*) AS size,

@@ -1,11 +1,12 @@
 """End to end, one test per endpoint family: an order created over HTTP in the app
-(whose relay runs in it) reaches a consumer with the right data and the exact metaData,
-and the event matches the AsyncAPI contract."""
+(whose relay runs in it and is woken by the order) reaches a consumer with the right data
+and the exact metaData, and the event matches the AsyncAPI contract."""
 
 from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ import asyncpg
 import jsonschema
 import jwt
 import orjson
+import pytest
 
 from events.contract import component_schema
 from service.auth.signing import compute_token, signed_headers
@@ -23,6 +25,13 @@ from tests.events.test_relay import METADATA
 
 ANN = "9b2f6c1e-4a57-4f0e-9d0c-2f7a1f0c3b11"  # eyezy's buyer in the demo catalog
 INVOICE_PERIOD = "5cb804811d41c82b5c518ea8"  # adeprimo_digital, invoice
+
+
+@pytest.fixture
+def config(base_config: Config) -> Config:
+    # A poll slower than any test waits: the event goes out because the order woke the
+    # relay running in the app.
+    return replace(base_config, outbox_poll_interval=60)
 
 
 def signed(path: str, body: dict[str, Any]) -> tuple[bytes, dict[str, str]]:

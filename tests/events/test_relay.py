@@ -15,8 +15,10 @@ from prometheus_client import REGISTRY
 
 from events.broker import Broker
 from events.envelope import CONTENT_TYPE, EVENT_TYPE, ROUTING_KEY
-from events.relay import OutboxRelay, Outcome
+from events.outbox_wakeup import OutboxWakeup
+from events.relay import LISTEN_CHANNEL, OutboxRelay, Outcome
 from service.config import Config
+from service.sql import queries
 from tests.events.conftest import EventConsumer, PlaceOrders, StartRelay
 
 # A merchant's metaData with what JSON can carry that is easy to get wrong on the way.
@@ -117,14 +119,47 @@ async def test_nested_metadata_survives_unchanged(
     assert got.envelope == order.payload
 
 
-async def test_notify_wakes_the_relay_long_before_the_poll(
-    placer: PlaceOrders, consumer: EventConsumer, start_relay: StartRelay, config: Config
+async def test_a_process_without_a_relay_wakes_the_relays_long_before_their_poll(
+    placer: PlaceOrders,
+    consumer: EventConsumer,
+    start_relay: StartRelay,
+    pool: asyncpg.Pool,
+    config: Config,
 ) -> None:
     await start_relay(relay_config=replace(config, outbox_poll_interval=60))
     await asyncio.sleep(0.2)  # let the first (empty) round finish and the relay wait
-    [order] = await placer()
-    [got] = await consumer.wait_for([order.event_id], timeout=5)
+    wakeup = OutboxWakeup(pool, relay=None)
+    async with wakeup.running():
+        orders = await placer(3)
+        for _ in orders:
+            wakeup.order_committed()
+        received = await consumer.wait_for([order.event_id for order in orders], timeout=5)
+    assert max(r.received_at for r in received) - orders[-1].committed_at < 2.0
+
+
+async def test_the_relay_of_the_same_process_is_woken_directly(
+    placer: PlaceOrders,
+    consumer: EventConsumer,
+    start_relay: StartRelay,
+    pool: asyncpg.Pool,
+    config: Config,
+) -> None:
+    relay = await start_relay(relay_config=replace(config, outbox_poll_interval=60))
+    await asyncio.sleep(0.2)  # let the first (empty) round finish and the relay wait
+    wakeup = OutboxWakeup(pool, relay)
+    notified = asyncio.Event()
+    listener = await asyncpg.connect(config.database_url)
+    await listener.add_listener(LISTEN_CHANNEL, lambda *_: notified.set())
+    try:
+        async with wakeup.running():
+            [order] = await placer()
+            wakeup.order_committed()
+            [got] = await consumer.wait_for([order.event_id], timeout=5)
+        await listener.execute(queries.ping)  # any notification sent would be in by now
+    finally:
+        await listener.close()
     assert got.received_at - order.committed_at < 2.0
+    assert not notified.is_set()
 
 
 async def test_a_backlog_goes_out_oldest_first_in_several_batches(
