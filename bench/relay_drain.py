@@ -2,8 +2,9 @@
 
 - drain: a backlog of N events (default 10,000) published with publisher confirms, from
   the relay's start until the consumer holds every one of them;
-- lag: events committed one at a time at a light, steady rate while the relay waits on
-  NOTIFY; commit (time after the INSERT's commit returns) to the consumer's receipt.
+- lag: events committed one at a time at a light, steady rate, each followed by the
+  relay's wake() as an order committed in its process gives it; commit (time after the
+  INSERT's commit returns) to the consumer's receipt.
 
     .venv/bin/python -m bench.relay_drain [--events 10000] [--lag-events 200] [--rate 20]
 """
@@ -148,6 +149,7 @@ async def main(events: int, lag_events: int, rate: float) -> None:
                 row = event_row(events + n)
                 await conn.execute(INSERT_EVENT, *row)
                 committed[row[0]] = time.time()
+                relay.wake()
                 await asyncio.sleep(1 / rate)
             await receipts.wait_count(lag_events, timeout=60)
         lags = sorted((receipts.at[e] - t) * 1000 for e, t in committed.items())
