@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import re
 import sys
@@ -65,7 +66,12 @@ STDOUT = _Stdout()
 
 
 def _orjson_dumps(value: Any, default: Any = None) -> str:
-    return orjson.dumps(value, default=default or str).decode()
+    try:
+        return orjson.dumps(value, default=default or str).decode()
+    except orjson.JSONEncodeError:
+        # A string orjson refuses (a lone surrogate: a header's undecodable bytes) must not
+        # cost the log line, let alone the request that logs it; json escapes it instead.
+        return json.dumps(value, default=str)
 
 
 def configure_logging(level: str = "info", fmt: str = "json") -> None:

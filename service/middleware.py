@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -28,6 +29,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CLIENT_CLOSED_REQUEST = 499
 
 REQUEST_ID_HEADER = headers.REQUEST_ID
+# A caller's X-Request-ID is kept only if it is 1 to 200 visible ASCII characters: it is
+# echoed in a header and written to every log line of the request.
+_CALLER_REQUEST_ID = re.compile(r"[!-~]{1,200}")
 PAYWAY_PREFIX = "/external/"
 # Errors that mean the database cannot be reached right now: the client may retry.
 DATABASE_DOWN = (
@@ -96,8 +100,8 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> ApiErr
 @web.middleware
 async def request_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
-    request_id = request.headers.get(REQUEST_ID_HEADER) or new_request_id()
-    if len(request_id) > 200:
+    request_id = request.headers.get(REQUEST_ID_HEADER, "")
+    if not _CALLER_REQUEST_ID.fullmatch(request_id):
         request_id = new_request_id()
     clear_contextvars()
     bind_contextvars(request_id=request_id)

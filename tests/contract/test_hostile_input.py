@@ -5,11 +5,13 @@ clear error in its family's format, never a 500."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
 import jwt
 import orjson
+import pytest
 
 from service.auth.signing import signed_headers
 from service.config import Config
@@ -78,6 +80,35 @@ async def test_odd_bytes_in_x_source_are_a_header_error(client: Any) -> None:
     assert status == 422
     assert error["error"]["code"] == "invalid_headers"
     assert "headers.x-source" in error["error"]["fields"]
+
+
+async def test_undecodable_x_request_id_is_replaced_not_a_500(client: Any) -> None:
+    odd_id = {"X-Request-ID": b"r\xff\xfeq"}
+    body = orjson.dumps({"product": {"code": "premium_1m"}, "sequence": "odd-request-id"})
+    status, answer = await raw_request(
+        client, "POST", INITIALS_PATH, signed_raw(body, **odd_id), body
+    )
+    assert status == 200, answer
+    refused = orjson.dumps({"product": {}})
+    status, error = await raw_request(
+        client, "POST", INITIALS_PATH, signed_raw(refused, **odd_id), refused
+    )
+    assert status == 422
+    assert re.fullmatch(r"[0-9a-f]{32}", error["meta"]["requestId"])
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [("req_1-A.b:c", True), ("x" * 200, True), ("x" * 201, False), ("has space", False)],
+)
+async def test_a_callers_request_id_is_kept_only_if_printable_and_short(
+    client: Any, sent: str, kept: bool
+) -> None:
+    response = await client.get("/health/live", headers={"X-Request-ID": sent})
+    echoed = response.headers["X-Request-ID"]
+    assert (echoed == sent) is kept
+    if not kept:
+        assert re.fullmatch(r"[0-9a-f]{32}", echoed)
 
 
 async def test_non_ascii_bearer_token_is_unauthorized(client: Any) -> None:
