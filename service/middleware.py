@@ -13,7 +13,9 @@ from typing import Any
 import asyncpg
 import orjson
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.web_protocol import RequestPayloadError
 from structlog.contextvars import bind_contextvars, clear_contextvars
 
 from service import cors, headers
@@ -29,6 +31,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CLIENT_CLOSED_REQUEST = 499
 
 REQUEST_ID_HEADER = headers.REQUEST_ID
+# The codings aiohttp decodes (br and zstd through Brotli and backports.zstd): with any
+# other, the handler would get the body still encoded.
+DECODED_CONTENT_ENCODINGS = frozenset({"identity", "gzip", "deflate", "br", "zstd"})
+# JSON is UTF-8 (RFC 8259); a body declared in another charset would be misread.
+UTF_8 = frozenset({"utf-8", "utf8"})
 # A caller's X-Request-ID is kept only if it is 1 to 200 visible ASCII characters: it is
 # echoed in a header and written to every log line of the request.
 _CALLER_REQUEST_ID = re.compile(r"[!-~]{1,200}")
@@ -169,17 +176,38 @@ def _account(request: web.Request, status: int, started: float, **extra: Any) ->
 
 
 async def read_body(request: web.Request) -> bytes:
-    """The raw body (the signature covers these exact bytes), within the size limit."""
+    """The raw body (the signature covers these exact bytes, decoded if it came
+    compressed), within the size limit."""
+    encoding = request.headers.get(hdrs.CONTENT_ENCODING)
+    if encoding is not None and encoding.strip().lower() not in DECODED_CONTENT_ENCODINGS:
+        raise ApiError(
+            "Content-Encoding must be one of identity, gzip, deflate, br or zstd",
+            code="unsupported_content_encoding",
+            status=415,
+        )
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge.over(request.app[CONFIG].request_body_limit) from None
+    except (ContentEncodingError, RequestPayloadError) as exc:
+        # The C parser hands the decoding error on wrapped in a RequestPayloadError, which
+        # also stands for a body that breaks its framing (a bad chunk).
+        if isinstance(exc, ContentEncodingError) or isinstance(exc.__cause__, ContentEncodingError):
+            raise BadRequest(
+                "The request body is not valid for its Content-Encoding",
+                code="invalid_content_encoding",
+            ) from None
+        raise BadRequest("The request body could not be read as sent", code="bad_request") from None
 
 
 def parse_json_object(request: web.Request, body: bytes) -> dict[str, Any]:
     """The body as a JSON object, or a 400 that says why not."""
-    if request.content_type != "application/json":
-        raise BadRequest("Content-Type must be application/json", code="invalid_content_type_error")
+    if request.content_type != "application/json" or (
+        request.charset is not None and request.charset.lower() not in UTF_8
+    ):
+        raise BadRequest(
+            "Content-Type must be application/json (in UTF-8)", code="invalid_content_type_error"
+        )
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError:

@@ -5,13 +5,16 @@ clear error in its family's format, never a 500."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import re
 import time
 from typing import Any
 
+import brotli
 import jwt
 import orjson
 import pytest
+from backports import zstd
 
 from service.auth.signing import signed_headers
 from service.config import Config
@@ -109,6 +112,70 @@ async def test_a_callers_request_id_is_kept_only_if_printable_and_short(
     assert (echoed == sent) is kept
     if not kept:
         assert re.fullmatch(r"[0-9a-f]{32}", echoed)
+
+
+def compressed(encoding: str, body: bytes) -> bytes:
+    if encoding == "gzip":
+        return gzip.compress(body)
+    if encoding == "br":
+        return brotli.compress(body)
+    return zstd.compress(body)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", "zstd"])
+async def test_a_compressed_body_is_signed_and_read_decoded(client: Any, encoding: str) -> None:
+    body = orjson.dumps({"product": {"code": "premium_1m"}, "sequence": f"sent-as-{encoding}"})
+    headers = signed_raw(body, **{"Content-Encoding": encoding.encode()})
+    status, answer = await raw_request(
+        client, "POST", INITIALS_PATH, headers, compressed(encoding, body)
+    )
+    assert status == 200, answer
+    assert answer["data"]["params"]["sequence"] == f"sent-as-{encoding}"
+
+
+async def test_a_body_not_in_its_content_encoding_is_a_400_in_each_format(
+    client: Any, config: Config
+) -> None:
+    body = orjson.dumps({"product": {"code": "premium_1m"}})
+    headers = signed_raw(body, **{"Content-Encoding": b"gzip"})
+    status, error = await raw_request(client, "POST", INITIALS_PATH, headers, body)
+    assert (status, error["error"]["code"]) == (400, "invalid_content_encoding")
+
+    me_order = {
+        "Authorization": f"Bearer {customer_token(config)}".encode(),
+        "Content-Type": b"application/json",
+        "Content-Encoding": b"deflate",
+    }
+    status, error = await raw_request(client, "POST", ME_ORDER_PATH, me_order, b"xx")
+    assert (status, error["code"]) == (400, "invalid_content_encoding")
+
+
+@pytest.mark.parametrize("encoding", [b"zstd-foo", b"x-gzip", b"gzip, br", b"compress"])
+async def test_a_content_encoding_the_service_cannot_decode_is_a_415(
+    client: Any, encoding: bytes
+) -> None:
+    # aiohttp would pass such a body on undecoded, as if it had no encoding at all.
+    body = orjson.dumps({"product": {"code": "premium_1m"}})
+    headers = signed_raw(body, **{"Content-Encoding": encoding})
+    status, error = await raw_request(client, "POST", INITIALS_PATH, headers, body)
+    assert (status, error["error"]["code"]) == (415, "unsupported_content_encoding")
+
+
+@pytest.mark.parametrize(("charset", "status"), [("UTF-8", 200), ("latin-1", 400)])
+async def test_a_body_declared_in_another_charset_than_utf_8_is_refused(
+    client: Any, config: Config, charset: str, status: int
+) -> None:
+    response = await client.post(
+        ME_ORDER_PATH,
+        data=orjson.dumps(ME_ORDER_BODY),
+        headers={
+            "Authorization": f"Bearer {customer_token(config)}",
+            "Content-Type": f"application/json; charset={charset}",
+        },
+    )
+    assert response.status == status, await response.text()
+    if status == 400:
+        assert (await response.json())["code"] == "invalid_content_type_error"
 
 
 async def test_non_ascii_bearer_token_is_unauthorized(client: Any) -> None:
