@@ -15,6 +15,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from schemas.common import CurrencyCode, MetaData, StrictBoolean, StrictString
+from service.domain.identifiers import UUID_TEXT
 from service.domain.oneclick import (
     ACTIONS,
     DOWNGRADE,
@@ -42,11 +43,12 @@ ITEM_FIELDS = ("productCode", "subscriptionId")
 
 
 class StrictUUID(fields.UUID):
-    """A UUID written as a JSON string (not a number or an array of bytes)."""
+    """A UUID written as a JSON string in its 8-4-4-4-12 form (not a number, an array of
+    bytes, braces or a urn:uuid: prefix)."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> uuid.UUID:
-        if not isinstance(value, str):
-            raise ValidationError("must be a UUID string")
+        if not isinstance(value, str) or not UUID_TEXT.fullmatch(value):
+            raise ValidationError("must be a UUID string (8-4-4-4-12 hex digits)")
         result: uuid.UUID = super()._deserialize(value, attr, data, **kwargs)
         return result
 

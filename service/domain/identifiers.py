@@ -1,9 +1,18 @@
-"""Public identifiers of orders."""
+"""Public identifiers: of orders, and the UUID form the APIs accept."""
 
 from __future__ import annotations
 
 import os
+import re
 import time
+
+# A UUID as the documents write one (8-4-4-4-12 hex digits, either case): uuid.UUID alone
+# would also take braces, a urn:uuid: prefix or no hyphens, which no client should send.
+UUID_TEXT = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", re.ASCII
+)
+# How much of a refused identifier an error message repeats.
+SHOWN_ID_LENGTH = 64
 
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -24,6 +33,11 @@ def new_order_id() -> str:
         value, digit = divmod(value, 62)
         chars.append(BASE62[digit])
     return "".join(chars)
+
+
+def shown_id(raw: str) -> str:
+    """`raw` as an error message repeats it: a path segment can be kilobytes long."""
+    return raw if len(raw) <= SHOWN_ID_LENGTH else raw[:SHOWN_ID_LENGTH] + "..."
 
 
 def new_object_id() -> str:

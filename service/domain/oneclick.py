@@ -17,6 +17,7 @@ from events.envelope import order_created_event
 from events.order_data import OrderAmounts, OrderBuyer, OrderItem, order_event_data
 from service.auth.merchant import MerchantRequest
 from service.catalog import Buyer, ChargeMethod, Merchant, Product, Subscription
+from service.domain.identifiers import UUID_TEXT, shown_id
 from service.errors import NotFound, ProductNotFound, ValidationFailed
 from service.handlers.common import merchant_order_columns, request_origin
 from service.order_store import PreparedOrder, order_item_row, order_row
@@ -85,15 +86,13 @@ def item_path(position: int, field: str | None = None) -> str:
 def find_buyer(merchant: Merchant, raw_buyer_id: str) -> Buyer:
     """The merchant's buyer the path names. A malformed id, an unknown one and another
     merchant's buyer are the same 404, so nothing leaks across merchants."""
-    try:
-        buyer = merchant.buyers.get(UUID(raw_buyer_id))
-    except ValueError:
-        buyer = None
+    buyer = merchant.buyers.get(UUID(raw_buyer_id)) if UUID_TEXT.fullmatch(raw_buyer_id) else None
     if buyer is None:
+        shown = shown_id(raw_buyer_id)
         raise NotFound(
-            f"Buyer {raw_buyer_id!r} not found",
+            f"Buyer {shown!r} not found",
             code="buyer_not_found",
-            fields={"buyerId": [f"no buyer {raw_buyer_id!r} for this merchant"]},
+            fields={"buyerId": [f"no buyer {shown!r} for this merchant"]},
         )
     return buyer
 
@@ -172,7 +171,8 @@ def check_tier_change(action: str, current: Product, target: Product, position: 
     if not moves_right_way:
         direction = "higher" if upgrading else "lower"
         raise ValidationFailed(
-            f"{item_path(position)}: an {action} must move to a {direction} tier than the "
+            f"{item_path(position)}: {'an' if upgrading else 'a'} {action} must move to a "
+            f"{direction} tier than the "
             f"subscription's product {current.code!r} (tier {current.tier}); "
             f"{target.code!r} is tier {target.tier}",
             code=code,

@@ -44,8 +44,11 @@ async def refused(post_oneclick: Post, db: asyncpg.Connection, body: Any, **post
         CARL,  # moniterro's buyer, asked for with eyezy's key
         str(uuid.uuid4()),
         "not-a-uuid",
+        # Ann's own id, but not in the 8-4-4-4-12 form the document gives.
+        f"urn:uuid:{ANN}",
+        ANN.replace("-", ""),
     ],
-    ids=["other-merchants-buyer", "unknown-uuid", "malformed"],
+    ids=["other-merchants-buyer", "unknown-uuid", "malformed", "urn", "no-hyphens"],
 )
 async def test_a_buyer_that_is_not_the_merchants_is_not_found(
     post_oneclick: Post, db: asyncpg.Connection, buyer: str
@@ -55,6 +58,14 @@ async def test_a_buyer_that_is_not_the_merchants_is_not_found(
     assert answer.error["code"] == "buyer_not_found"
     assert answer.error["message"] == f"Buyer {buyer!r} not found"
     assert list(answer.error["fields"]) == ["buyerId"]
+
+
+async def test_a_long_buyer_id_is_not_repeated_whole(
+    post_oneclick: Post, db: asyncpg.Connection
+) -> None:
+    answer = await refused(post_oneclick, db, body_for(PURCHASE_REPORT), buyer="x" * 5000)
+    assert answer.status == 404
+    assert answer.error["message"] == f"Buyer {'x' * 64 + '...'!r} not found"
 
 
 @pytest.mark.parametrize(
@@ -128,7 +139,8 @@ async def test_upgrades_go_up_and_downgrades_go_down_a_tier(
     answer = await refused(post_oneclick, db, body_for(entry))
     assert (answer.status, answer.error["code"]) == (422, code)
     direction = "higher" if action == "upgrade" else "lower"
-    assert f"an {action} must move to a {direction} tier" in answer.error["message"]
+    article = "an" if action == "upgrade" else "a"
+    assert f"{article} {action} must move to a {direction} tier" in answer.error["message"]
     assert list(answer.error["fields"]) == ["products[0].productCode"]
 
 

@@ -59,6 +59,17 @@ def test_loads_every_action_into_the_typed_command() -> None:
         ({"productCode": "basic_1m"}, "action", "required"),
         ({"action": "renew", "subscriptionId": "not-a-uuid"}, "subscriptionId", "UUID"),
         ({"action": "renew", "subscriptionId": 12345}, "subscriptionId", "UUID string"),
+        (
+            {"action": "renew", "subscriptionId": f"urn:uuid:{ANN_BASIC_SUB}"},
+            "subscriptionId",
+            "8-4",
+        ),
+        (
+            {"action": "renew", "subscriptionId": ANN_BASIC_SUB.replace("-", "")},
+            "subscriptionId",
+            "8-4",
+        ),
+        ({"action": "renew", "subscriptionId": "{" + ANN_BASIC_SUB + "}"}, "subscriptionId", "8-4"),
         ({"action": "purchase", "productCode": 7}, "productCode", "must be a string"),
         ({"action": "purchase", "productCode": ""}, "productCode", "Length"),
         ({"action": "purchase", "productCode": "basic_1m", "qty": 2}, "qty", "Unknown field"),
