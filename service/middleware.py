@@ -19,6 +19,8 @@ from aiohttp.web_protocol import RequestPayloadError
 from structlog.contextvars import bind_contextvars, clear_contextvars
 
 from service import cors, headers
+from service.domain.identifiers import shown_id
+from service.duplicate_keys import first_duplicate_key
 from service.errors import ApiError, BadRequest, NotFound, PayloadTooLarge, ServiceUnavailable
 from service.request_metrics import observe_request
 from service.state import CONFIG, MERCHANT_CODE, ORDER_ID
@@ -202,11 +204,11 @@ async def read_body(request: web.Request) -> bytes:
 
 def parse_json_object(request: web.Request, body: bytes) -> dict[str, Any]:
     """The body as a JSON object, or a 400 that says why not."""
-    if request.content_type != "application/json" or (
-        request.charset is not None and request.charset.lower() not in UTF_8
-    ):
+    if request.content_type != "application/json":
+        raise BadRequest("Content-Type must be application/json", code="invalid_content_type_error")
+    if request.charset is not None and request.charset.lower() not in UTF_8:
         raise BadRequest(
-            "Content-Type must be application/json (in UTF-8)", code="invalid_content_type_error"
+            "Content-Type must name no charset or UTF-8", code="invalid_content_type_error"
         )
     try:
         value = orjson.loads(body)
@@ -214,4 +216,17 @@ def parse_json_object(request: web.Request, body: bytes) -> dict[str, Any]:
         raise BadRequest("The request body is not valid JSON", code="json_parser_error") from None
     if not isinstance(value, dict):
         raise BadRequest("The request body must be a JSON object", code="json_parser_error")
+    try:
+        duplicate = first_duplicate_key(body.decode())
+    except RecursionError:
+        # orjson allows 1024 levels, the standard library's scanner fewer.
+        raise BadRequest(
+            "The request body is nested too deeply", code="json_parser_error"
+        ) from None
+    if duplicate is not None:
+        shown = shown_id(duplicate)
+        raise BadRequest(
+            f"The request body gives the key {shown!r} twice in one object",
+            code="json_parser_error",
+        )
     return value

@@ -178,6 +178,43 @@ async def test_a_body_declared_in_another_charset_than_utf_8_is_refused(
         assert (await response.json())["code"] == "invalid_content_type_error"
 
 
+async def test_a_key_given_twice_is_refused_not_last_one_wins(client: Any, config: Config) -> None:
+    # Which discount would the merchant's proxy have logged?
+    body = b'{"product": {"code": "premium_1m"}, "discount": 90, "discount": null}'
+    status, error = await raw_request(client, "POST", INITIALS_PATH, signed_raw(body), body)
+    assert status == 400
+    assert error["error"]["code"] == "json_parser_error"
+    assert (
+        error["error"]["message"] == "The request body gives the key 'discount' twice in one object"
+    )
+
+    nested = orjson.dumps(ME_ORDER_BODY)[:-1] + b', "address": {"city": "A", "city": "B"}}'
+    response = await client.post(
+        ME_ORDER_PATH,
+        data=nested,
+        headers={
+            "Authorization": f"Bearer {customer_token(config)}",
+            "Content-Type": "application/json",
+        },
+    )
+    assert response.status == 400
+    assert (await response.json())["code"] == "json_parser_error"
+
+
+async def test_a_body_nested_as_deep_as_orjson_allows_is_a_400(client: Any) -> None:
+    depth = 1000  # within orjson's 1024 levels, past the standard library's recursion
+    body = (
+        b'{"product": {"code": "premium_1m"}, "metaData": {"k": '
+        + b"[" * depth
+        + b"]" * depth
+        + b"}}"
+    )
+    status, error = await raw_request(client, "POST", INITIALS_PATH, signed_raw(body), body)
+    assert status == 400, error
+    assert error["error"]["code"] == "json_parser_error"
+    assert error["error"]["message"] == "The request body is nested too deeply"
+
+
 async def test_non_ascii_bearer_token_is_unauthorized(client: Any) -> None:
     body = orjson.dumps(ME_ORDER_BODY)
     headers = {"Authorization": b"Bearer \xff\xfe", "Content-Type": b"application/json"}
