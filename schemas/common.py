@@ -140,8 +140,12 @@ class MetaData(fields.Field[dict[str, Any]]):
             elif item is not None and not isinstance(item, bool | int | float):
                 problems[key] = ["values are strings, numbers, booleans or null (no nesting)"]
             elif isinstance(item, float) and item.is_integer() and abs(item) > MAX_EXACT_FLOAT:
-                # Integers past 64 bits arrive as floats and would not be carried unchanged.
-                problems[key] = ["numbers beyond 2^53 are not kept exactly; send them as strings"]
+                # Integers past 64 bits arrive as floats and would not be carried unchanged;
+                # integers up to 64 bits are kept exactly.
+                problems[key] = [
+                    "whole numbers are kept exactly only as integers of up to 64 bits; "
+                    "send this one as a string"
+                ]
         if problems:
             raise ValidationError(problems)
         return value
