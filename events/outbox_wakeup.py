@@ -19,6 +19,7 @@ import asyncpg
 import structlog
 
 from events.relay import LISTEN_CHANNEL, OutboxRelay
+from service.background import running_in_background
 from service.outside_failures import describe
 from service.sql import queries
 
@@ -53,13 +54,10 @@ class OutboxWakeup:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Sends the NOTIFYs in a task for the body; on exit sends the one still owed."""
-        task = asyncio.create_task(self._notify_forever(), name="outbox-wakeup")
         try:
-            yield
+            async with running_in_background(self._notify_forever(), "outbox-wakeup"):
+                yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
             if self._pending.is_set():
                 await self._notify()
 

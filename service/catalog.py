@@ -18,6 +18,7 @@ from uuid import UUID
 import asyncpg
 import structlog
 
+from service.background import running_in_background
 from service.errors import ServiceUnavailable
 from service.sql import queries
 
@@ -264,13 +265,8 @@ class CatalogCache:
             await self.refresh(pool)
         except Exception as exc:  # noqa: BLE001 - retried by the listener below
             log.warning("catalog_load_failed", error=str(exc))
-        task = asyncio.create_task(self._listen(pool, dsn, poll_seconds), name="catalog-listener")
-        try:
+        async with running_in_background(self._listen(pool, dsn, poll_seconds), "catalog-listener"):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def _listen(self, pool: asyncpg.Pool, dsn: str, poll_seconds: float) -> None:
         def on_notify(*_: object) -> None:

@@ -8,7 +8,6 @@ database error) releases its claim, so a corrected retry with the same key goes 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
@@ -20,6 +19,7 @@ import structlog
 from aiohttp import web
 
 from service import headers
+from service.background import running_in_background
 from service.errors import ApiError, BadRequest, Conflict
 from service.sql import queries
 from service.state import CONFIG, POOL
@@ -160,13 +160,6 @@ async def prune_periodically(
 
 async def pruning(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: the pruning task runs for the application's lifetime."""
-    task = asyncio.create_task(
-        prune_periodically(app[POOL], app[CONFIG].idempotency_ttl_seconds),
-        name="idempotency-prune",
-    )
-    try:
+    pruner = prune_periodically(app[POOL], app[CONFIG].idempotency_ttl_seconds)
+    async with running_in_background(pruner, "idempotency-prune"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

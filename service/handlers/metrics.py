@@ -7,7 +7,6 @@ PROMETHEUS_MULTIPROC_DIR and a scrape, whichever worker answers it, merges them 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import AsyncIterator
 
@@ -16,6 +15,7 @@ from aiohttp import web
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from service.background import running_in_background
 from service.metrics import DB_POOL_IN_USE, DB_POOL_SIZE
 from service.state import POOL
 
@@ -61,10 +61,5 @@ async def pool_sampler(app: web.Application) -> AsyncIterator[None]:
             sample_pool(app[POOL])
             await asyncio.sleep(POOL_SAMPLE_SECONDS)
 
-    task = asyncio.create_task(sample_forever(), name="pool-metrics")
-    try:
+    async with running_in_background(sample_forever(), "pool-metrics"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
