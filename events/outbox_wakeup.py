@@ -66,13 +66,19 @@ class OutboxWakeup:
             await self._pending.wait()
             # Cleared before the NOTIFY: an order committed while it is sent owes another.
             self._pending.clear()
-            await self._notify()
+            try:
+                await self._notify()
+            except asyncio.CancelledError:
+                # Shutdown on the way: still owed, the exit of running() sends it.
+                self._pending.set()
+                raise
             await asyncio.sleep(self.interval)
 
     async def _notify(self) -> None:
+        """Sends one NOTIFY. A failure is logged, never raised: the relays' poll finds
+        the event, so nothing is lost."""
         try:
             async with asyncio.timeout(NOTIFY_TIMEOUT), self.pool.acquire() as conn:
-                await conn.execute(queries.outbox_notify, LISTEN_CHANNEL)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            # The relays' poll finds the event; nothing is lost.
+                await conn.execute(queries.notify, LISTEN_CHANNEL)
+        except Exception as exc:  # noqa: BLE001 - a wake-up must never cost an order
             log.warning("outbox_notify_failed", error=describe(exc))

@@ -1,6 +1,7 @@
 """The outbox relay: publishes committed `outbox` rows to RabbitMQ, at least once.
 
-One round: claim the oldest unsent rows with `FOR UPDATE SKIP LOCKED` inside a
+One round: claim the unsent rows that are due (oldest first; deferred ones after the
+fresh ones) with `FOR UPDATE SKIP LOCKED` inside a
 transaction, publish all of them (mandatory, persistent, publisher confirms), wait for
 all the confirms together, then mark in the same transaction only the confirmed rows.
 The row locks are what keeps several relays (one per worker process or instance) from
@@ -12,10 +13,13 @@ then confirms it; the message is gone from the broker. Such an event is logged (
 and routing key) and counted (order_service_events_unroutable_total), and its row stays
 unsent with `last_error = 'unroutable: ...'` and is deferred alone: it is due again after
 DEFER_INITIAL seconds, doubling with each try up to DEFER_MAX, while the events behind it
-go out at once. So the first queue bound for its routing key receives every event
-committed before it, within DEFER_MAX (not necessarily in commit order). An event is
-never dropped for want of a consumer; the outbox backlog gauges show the wait. A row
-whose envelope cannot be sent at all is deferred the same way.
+go out at once; a deferred row is claimed at the first round after it is due, behind the
+fresh rows. A batch that publishes nothing at all (no queue bound for any event, say)
+also backs the relay off as a failure does, so a backlog nobody consumes costs at most a
+batch per MAX_BACKOFF. So the first queue bound for its routing key receives every event
+committed before it, not necessarily in commit order. An event is never dropped for want
+of a consumer; the outbox backlog gauges show the wait. A row whose envelope cannot be
+sent at all is deferred the same way.
 
 Wake-ups: wake() from an order committed in this process, PostgreSQL NOTIFY 'outbox'
 from other processes (events/outbox_wakeup.py), and a poll every OUTBOX_POLL_INTERVAL
@@ -95,7 +99,7 @@ class InvalidEnvelope(ValueError):
 
 
 class DrainOutcome(enum.Enum):
-    IDLE = "idle"  # everything unsent was published; wait for the next notification
+    IDLE = "idle"  # everything due was published; wait for the next wake-up or poll
     BROKER_DOWN = "broker_down"  # wait for the Broker to reconnect
     FAILED = "failed"  # something failed; back off before the next try
 
@@ -139,6 +143,10 @@ class OutboxRelay:
         self.defer_initial = defer_initial
         self.defer_max = defer_max
         self._wake = asyncio.Event()
+        # For tests and probes: set while the relay waits for a wake-up with none pending,
+        # and once LISTEN is active (after its catch-up wake-up was asked for).
+        self.idle = asyncio.Event()
+        self.listening = asyncio.Event()
         self._stopping = asyncio.Event()
         self._channel: Any = None  # aio_pika channel with publisher confirms
         self._channel_connection: Any = None
@@ -153,10 +161,11 @@ class OutboxRelay:
     def stop(self) -> None:
         """Asks the relay to stop once the batch in flight is published and marked."""
         self._stopping.set()
-        self._wake.set()
+        self.wake()
 
     def wake(self) -> None:
         """An event was committed: publish it without waiting for the next poll."""
+        self.idle.clear()
         self._wake.set()
 
     @property
@@ -176,10 +185,13 @@ class OutboxRelay:
                 await self._refresh_backlog_if_due()
                 if outcome is DrainOutcome.IDLE:
                     backoff = INITIAL_BACKOFF
+                    if not self._wake.is_set():
+                        self.idle.set()
                     await self._sleep(self.config.outbox_poll_interval, self._wake)
+                    self.idle.clear()
                     if self._wake.is_set() and self.config.relay_coalesce_ms:
-                        # Under load every commit notifies; a short pause lets concurrent
-                        # commits join one batch instead of paying a claim each.
+                        # Under load every commit wakes the relay; a short pause lets
+                        # concurrent commits join one batch instead of paying a claim each.
                         await self._sleep(self.config.relay_coalesce_ms / 1000, self._stopping)
                 elif outcome is DrainOutcome.BROKER_DOWN:
                     backoff = INITIAL_BACKOFF
@@ -268,10 +280,11 @@ class OutboxRelay:
             except Exception as exc:  # noqa: BLE001 - any failure: keep the rows, back off
                 log.warning("relay_batch_failed", error=describe(exc))
                 return DrainOutcome.FAILED
-            # Back off when the broker failed us. Unroutable rows and invalid envelopes are
-            # deferred row by row, so they hold nothing else back and are not claimed again
-            # at once.
-            if result.failed > result.invalid:
+            # Back off when the broker failed us, or when nothing in a batch could be sent
+            # (with no queue bound at all, every event comes back). Unroutable rows and
+            # invalid envelopes are also deferred row by row, so they hold nothing else
+            # back and are not claimed again at once.
+            if result.failed > result.invalid or (result.claimed and not result.published):
                 return DrainOutcome.FAILED
             if result.claimed < self.batch_size:
                 return DrainOutcome.IDLE
@@ -418,7 +431,7 @@ class OutboxRelay:
     # ---- wake-ups ----------------------------------------------------------------------
 
     def _on_notify(self, *_: object) -> None:
-        self._wake.set()
+        self.wake()
 
     async def _listen(self) -> None:
         """LISTEN 'outbox' on a connection of its own, reconnecting with backoff; the
@@ -437,7 +450,8 @@ class OutboxRelay:
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
                 await conn.add_listener(LISTEN_CHANNEL, self._on_notify)
-                self._wake.set()  # catch up on whatever was written while nobody listened
+                self.wake()  # catch up on whatever was written while nobody listened
+                self.listening.set()
                 while not conn.is_closed():
                     try:
                         async with asyncio.timeout(LISTENER_PING_INTERVAL):
@@ -448,6 +462,7 @@ class OutboxRelay:
             except Exception as exc:  # noqa: BLE001 - reconnect whatever went wrong
                 log.warning("outbox_listen_lost", error=describe(exc))
             finally:
+                self.listening.clear()
                 conn.terminate()
 
     # ---- housekeeping and backlog ------------------------------------------------------

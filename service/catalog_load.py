@@ -77,7 +77,7 @@ async def upsert_catalog(conn: asyncpg.Connection, catalog: dict[str, Any]) -> d
             for b in m["buyers"]:
                 await _upsert_buyer(conn, merchant_id, b, product_ids)
                 counts["buyers"] += 1
-        await conn.execute(queries.notify_catalog_changed, CATALOG_CHANNEL)
+        await conn.execute(queries.notify, CATALOG_CHANNEL)
     return counts
 
 

@@ -71,7 +71,7 @@ def _orjson_dumps(value: Any, default: Any = None) -> str:
     except orjson.JSONEncodeError:
         # A string orjson refuses (a lone surrogate: a header's undecodable bytes) must not
         # cost the log line, let alone the request that logs it; json escapes it instead.
-        return json.dumps(value, default=str)
+        return json.dumps(value, default=default or str, skipkeys=True)
 
 
 def configure_logging(level: str = "info", fmt: str = "json") -> None:

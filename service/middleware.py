@@ -219,10 +219,13 @@ def parse_json_object(request: web.Request, body: bytes) -> dict[str, Any]:
     try:
         duplicate = first_duplicate_key(body.decode())
     except RecursionError:
-        # orjson allows 1024 levels, the standard library's scanner fewer.
+        # orjson allows 1024 levels, the standard library's scanner (on Python 3.11) fewer.
         raise BadRequest(
             "The request body is nested too deeply", code="json_parser_error"
         ) from None
+    except ValueError:
+        # Whatever else the standard library refuses in what orjson took.
+        raise BadRequest("The request body is not valid JSON", code="json_parser_error") from None
     if duplicate is not None:
         shown = shown_id(duplicate)
         raise BadRequest(

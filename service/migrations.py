@@ -18,6 +18,11 @@ MIGRATIONS_DIR = SQL_DIR / "migrations"
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Any constant works: it only has to be the same for every instance of the service.
 MIGRATION_LOCK_ID = 0x6F726465  # "orde"
+# How long a migration may wait for a table lock. A migration that alters a table waits
+# for the transactions using it (a relay's batch holds its outbox rows up to the confirm
+# timeout), and every order write queues behind the waiting migration: better to fail
+# the start-up, which is tried again, than to stall orders.
+LOCK_TIMEOUT_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +48,17 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return found
 
 
-async def migrate(url: str, directory: Path = MIGRATIONS_DIR) -> list[int]:
-    """Applies pending migrations; returns the versions applied by this call."""
+async def migrate(
+    url: str, directory: Path = MIGRATIONS_DIR, *, lock_timeout: float = LOCK_TIMEOUT_SECONDS
+) -> list[int]:
+    """Applies pending migrations; returns the versions applied by this call.
+
+    Raises asyncpg.LockNotAvailableError when a migration cannot lock a table within
+    `lock_timeout` seconds (nothing of that migration is applied)."""
     await ensure_database(url)
     conn = await asyncpg.connect(url, timeout=10)
     try:
+        await conn.execute(queries.migration_lock_timeout, f"{int(lock_timeout * 1000)}ms")
         # A session-level advisory lock: a second instance starting at the same moment
         # waits here, then finds nothing left to apply.
         await conn.execute(queries.migration_lock, MIGRATION_LOCK_ID)

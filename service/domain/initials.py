@@ -17,6 +17,7 @@ from events.envelope import order_created_event
 from events.order_data import OrderAmounts, OrderBuyer, OrderItem, order_event_data
 from service.auth.merchant import MerchantRequest
 from service.catalog import Coupon, Merchant, Product
+from service.domain.identifiers import UUID_TEXT
 from service.domain.pricing import CouponValue, Price, price_with_discount_and_coupon
 from service.errors import ProductNotFound, ValidationFailed
 from service.handlers.common import merchant_order_columns, request_origin
@@ -171,12 +172,9 @@ def event_buyer(buyer: dict[str, Any] | None) -> OrderBuyer | None:
 def known_buyer_id(merchant: Merchant, buyer_id: str | None) -> uuid.UUID | None:
     """The id of the merchant's own buyer when `buyer.id` names one; the id is otherwise the
     merchant's own reference and is only stored (another merchant's buyer is never linked)."""
-    if buyer_id is None:
+    if buyer_id is None or not UUID_TEXT.fullmatch(buyer_id):
         return None
-    try:
-        parsed = uuid.UUID(buyer_id)
-    except ValueError:
-        return None
+    parsed = uuid.UUID(buyer_id)
     return parsed if parsed in merchant.buyers else None
 
 

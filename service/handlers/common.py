@@ -52,7 +52,8 @@ async def read_signed_request(
 ) -> tuple[bytes, dict[str, Any], MerchantRequest]:
     """Body bytes, the parsed JSON object and the authenticated merchant context.
 
-    Order of checks: size limit, signature (401), other headers (422), then the body (400).
+    Order of checks: size limit and encoding (413/415/400), signature (401), other headers
+    (422), then the body (400).
     """
     body = await read_body(request)
     merchant, token = authenticate(

@@ -24,8 +24,9 @@ ME_ORDER_PATH = "/external/api/v1/me/order"
 
 @routes.post(ME_ORDER_PATH)
 async def create_me_order(request: web.Request) -> web.Response:
-    """Order of checks: token (401/403), Content-Type and JSON (400), fields (400), catalog
-    rules (400), then the one-transaction write."""
+    """Order of checks: token (401/403), body size and encoding (413/415/400),
+    Content-Type and JSON (400), fields (400), catalog rules (400), then the
+    one-transaction write."""
     config = request.app[CONFIG]
     customer = authenticate_customer(
         request.headers.get("Authorization"),

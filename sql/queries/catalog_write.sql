@@ -103,5 +103,3 @@ ON CONFLICT (id) DO UPDATE
  WHERE s.buyer_id = EXCLUDED.buyer_id
 RETURNING buyer_id;
 
--- name: notify_catalog_changed
-SELECT pg_notify($1, '');

@@ -1,6 +1,11 @@
 -- name: migration_lock
 SELECT pg_advisory_lock($1);
 
+-- name: migration_lock_timeout
+-- For the rest of the migrating session: a table lock not had within $1 fails the
+-- migration instead of queueing (every order write would queue behind it).
+SELECT set_config('lock_timeout', $1, false);
+
 -- name: migration_unlock
 SELECT pg_advisory_unlock($1);
 

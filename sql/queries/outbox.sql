@@ -1,8 +1,8 @@
 -- name: outbox_claim_batch
--- Unsent events that are due, locked for this relay's transaction: never-deferred ones
--- oldest first, then deferred ones in the order they fell due (the order of
--- outbox_due_idx). Rows another relay holds are skipped, so several relays never publish
--- the same row at the same time.
+-- Unsent events that are due, oldest first, locked for this relay's transaction; rows
+-- another relay holds are skipped, so several relays never publish the same row at the
+-- same time. (Rows deferred and not yet due are read and passed over: a handful, except
+-- when no queue is bound at all, and then the relay backs off between batches.)
 -- `attributes` is the envelope without `data` (for the ce- headers); `body` is the whole
 -- envelope as JSON text, sent as is. `created_at` (the order's transaction time) is the
 -- AMQP timestamp.
@@ -12,7 +12,7 @@ SELECT id, event_id, event_type, routing_key, created_at,
   FROM outbox
  WHERE published_at IS NULL
    AND next_attempt_at <= now()
- ORDER BY next_attempt_at, id
+ ORDER BY id
  LIMIT $1
    FOR UPDATE SKIP LOCKED;
 
@@ -32,10 +32,6 @@ UPDATE outbox AS o
   FROM unnest($1::bigint[], $2::boolean[], $3::text[], $4::boolean[])
        AS r (id, sent, error, deferred)
  WHERE o.id = r.id;
-
--- name: outbox_notify
--- Wakes the relays that LISTEN on channel $1 (events/outbox_wakeup.py).
-SELECT pg_notify($1, '');
 
 -- name: outbox_backlog
 -- Events not yet confirmed by the broker, and the age in seconds of the oldest one.

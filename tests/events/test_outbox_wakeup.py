@@ -34,7 +34,9 @@ async def test_many_orders_committed_at_once_send_one_notify(
         await listener.execute(queries.ping)  # a second NOTIFY would be in by now
     finally:
         await listener.close()
-    assert received == [LISTEN_CHANNEL]
+    # One for the hundred; a second only if the exit caught the first still returning its
+    # connection (it is then sent again rather than risk none).
+    assert received in ([LISTEN_CHANNEL], [LISTEN_CHANNEL] * 2)
 
 
 async def test_an_order_committed_during_the_pause_is_notified_after_it(

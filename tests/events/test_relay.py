@@ -43,6 +43,9 @@ NESTED_METADATA: dict[str, Any] = {
 }
 
 
+UNREACHABLE_DATABASE = "postgresql://postgres@127.0.0.1:1/nowhere"
+
+
 def counter(name: str) -> float:
     return REGISTRY.get_sample_value(name) or 0.0
 
@@ -126,8 +129,11 @@ async def test_a_process_without_a_relay_wakes_the_relays_long_before_their_poll
     pool: asyncpg.Pool,
     config: Config,
 ) -> None:
-    await start_relay(relay_config=replace(config, outbox_poll_interval=60))
-    await asyncio.sleep(0.2)  # let the first (empty) round finish and the relay wait
+    relay = await start_relay(relay_config=replace(config, outbox_poll_interval=60))
+    async with asyncio.timeout(10):
+        # LISTEN is on and its catch-up round done: only a NOTIFY wakes the relay now.
+        await relay.listening.wait()
+        await relay.idle.wait()
     wakeup = OutboxWakeup(pool, relay=None)
     async with wakeup.running():
         orders = await placer(3)
@@ -144,8 +150,12 @@ async def test_the_relay_of_the_same_process_is_woken_directly(
     pool: asyncpg.Pool,
     config: Config,
 ) -> None:
-    relay = await start_relay(relay_config=replace(config, outbox_poll_interval=60))
-    await asyncio.sleep(0.2)  # let the first (empty) round finish and the relay wait
+    # No LISTEN connection (its database does not answer) and no poll within the test:
+    # once its first round is done, only wake() can set the relay going.
+    deaf = replace(config, outbox_poll_interval=60, database_url=UNREACHABLE_DATABASE)
+    relay = await start_relay(relay_config=deaf)
+    async with asyncio.timeout(10):
+        await relay.idle.wait()
     wakeup = OutboxWakeup(pool, relay)
     notified = asyncio.Event()
     listener = await asyncpg.connect(config.database_url)
@@ -298,14 +308,21 @@ async def test_deferral_doubles_with_each_unroutable_attempt_up_to_its_cap(
     )
     relay = await start_relay(run=False, defer_initial=10.0, defer_max=25.0)
     due_in = []
-    for _ in range(3):
-        await relay.publish_batch()
-        due_in.append((await outbox_row(db, stuck.event_id))["due_in"])
-        # Due again now, so the next batch claims it.
-        await db.execute(
-            "UPDATE outbox SET next_attempt_at = now() WHERE event_id = $1::uuid", stuck.event_id
-        )
-    assert [round(seconds) for seconds in due_in] == [10, 20, 25]
+    try:
+        for _ in range(3):
+            await relay.publish_batch()
+            due_in.append((await outbox_row(db, stuck.event_id))["due_in"])
+            # Due again now, so the next batch claims it.
+            await db.execute(
+                "UPDATE outbox SET next_attempt_at = now() WHERE event_id = $1::uuid",
+                stuck.event_id,
+            )
+    finally:
+        # Unroutable for good: no later test's relay should keep trying it.
+        await db.execute("DELETE FROM outbox WHERE event_id = $1::uuid", stuck.event_id)
+    # Deferred from the claim's transaction start, so a slow confirm shortens what is left.
+    for seconds, deferred in zip(due_in, [10, 20, 25], strict=True):
+        assert deferred - 5 < seconds <= deferred
 
 
 async def _published(db: asyncpg.Connection, event_id: str) -> bool:

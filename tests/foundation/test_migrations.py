@@ -149,3 +149,25 @@ def test_discover_refuses_a_misnamed_file(tmp_path: Path) -> None:
 def test_the_shipped_migrations_are_numbered_without_gaps() -> None:
     assert list(range(1, len(ALL_VERSIONS) + 1)) == ALL_VERSIONS
     assert all(m.path.parent == MIGRATIONS_DIR for m in discover())
+
+
+async def test_a_migration_that_cannot_lock_its_table_fails_instead_of_queueing(
+    migrated_database_url: str, tmp_path: Path
+) -> None:
+    # A transaction still using the table, as a relay's batch uses the outbox.
+    holder = await asyncpg.connect(migrated_database_url)
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT count(*) FROM outbox")
+            for migration in discover():
+                (tmp_path / migration.path.name).symlink_to(migration.path)
+            (tmp_path / "9999_alter_outbox.sql").write_text(
+                "ALTER TABLE outbox ADD COLUMN lock_test integer;\n"
+            )
+            with pytest.raises(asyncpg.LockNotAvailableError):
+                await migrate(migrated_database_url, tmp_path, lock_timeout=0.3)
+    finally:
+        await holder.close()
+    assert 9999 not in [v for v, _ in await _recorded(migrated_database_url)]
+    # Once the table is free the migration goes through.
+    assert await migrate(migrated_database_url, tmp_path) == [9999]

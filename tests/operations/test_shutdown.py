@@ -17,9 +17,9 @@ from tests.faults.harness import INITIALS_PATH, initials_body, signed
 from tests.operations.conftest import Launch
 
 # Time the service may take, past SHUTDOWN_TIMEOUT, to cancel the request cut off, close its
-# pool and broker connection and exit: half of a shutdown_timeout of 3 s, not
+# pool and broker connection and exit: half of a shutdown_timeout of 5 s, not
 # service.server.CLEANUP_GRACE_SECONDS (5 s), which would let a doubled wait pass too.
-EXIT_GRACE_SECONDS = 1.5
+EXIT_GRACE_SECONDS = 2.5
 
 
 async def wait_until_refused(port: int, timeout: float = 5.0) -> bool:
@@ -74,7 +74,7 @@ async def test_a_request_still_running_at_the_shutdown_timeout_is_cut_off_then(
         "SELECT id, $1, 10 FROM merchants WHERE code = 'eyezy'",
         code,
     )
-    shutdown_timeout = 3.0
+    shutdown_timeout = 5.0
     # The statement must outlast twice the timeout: the default statement_timeout (5 s)
     # would end it first and cap a doubled wait below 2 x SHUTDOWN_TIMEOUT.
     statement_timeout_ms = int(shutdown_timeout * 2 * 1000) + 10_000
