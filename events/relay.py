@@ -147,6 +147,7 @@ class OutboxRelay:
         # and once LISTEN is active (after its catch-up wake-up was asked for).
         self.idle = asyncio.Event()
         self.listening = asyncio.Event()
+        self._busy = False  # the last batch claimed more than one event
         self._stopping = asyncio.Event()
         self._channel: Any = None  # aio_pika channel with publisher confirms
         self._channel_connection: Any = None
@@ -189,9 +190,11 @@ class OutboxRelay:
                         self.idle.set()
                     await self._sleep(self.config.outbox_poll_interval, self._wake)
                     self.idle.clear()
-                    if self._wake.is_set() and self.config.relay_coalesce_ms:
+                    if self._wake.is_set() and self._busy and self.config.relay_coalesce_ms:
                         # Under load every commit wakes the relay; a short pause lets
                         # concurrent commits join one batch instead of paying a claim each.
+                        # At a light load (the last round found one event at most) it would
+                        # only add to every event's lag.
                         await self._sleep(self.config.relay_coalesce_ms / 1000, self._stopping)
                 elif outcome is DrainOutcome.BROKER_DOWN:
                     backoff = INITIAL_BACKOFF
@@ -284,6 +287,7 @@ class OutboxRelay:
             # (with no queue bound at all, every event comes back). Unroutable rows and
             # invalid envelopes are also deferred row by row, so they hold nothing else
             # back and are not claimed again at once.
+            self._busy = result.claimed > 1
             if result.failed > result.invalid or (result.claimed and not result.published):
                 return DrainOutcome.FAILED
             if result.claimed < self.batch_size:

@@ -172,6 +172,28 @@ async def test_the_relay_of_the_same_process_is_woken_directly(
     assert not notified.is_set()
 
 
+async def test_at_a_light_load_an_event_does_not_wait_for_the_coalescing_pause(
+    placer: PlaceOrders, consumer: EventConsumer, start_relay: StartRelay, config: Config
+) -> None:
+    slow_to_gather = replace(
+        config,
+        relay_coalesce_ms=1000,
+        outbox_poll_interval=60,
+        database_url=UNREACHABLE_DATABASE,  # no LISTEN: only wake() sets it going
+    )
+    relay = await start_relay(relay_config=slow_to_gather)
+    async with asyncio.timeout(10):
+        await relay.idle.wait()
+    relay.wake()  # a round that finds nothing (whatever the first found): not busy now
+    async with asyncio.timeout(10):
+        await relay.idle.wait()
+
+    [order] = await placer()
+    relay.wake()
+    [got] = await consumer.wait_for([order.event_id], timeout=5)
+    assert got.received_at - order.committed_at < 0.5
+
+
 async def test_a_backlog_goes_out_oldest_first_in_several_batches(
     placer: PlaceOrders, consumer: EventConsumer, start_relay: StartRelay, config: Config
 ) -> None:
