@@ -62,6 +62,14 @@ async def outbox_row(db: asyncpg.Connection, event_id: str) -> asyncpg.Record:
     return row
 
 
+async def route_nowhere(db: asyncpg.Connection, event_id: str) -> None:
+    """Gives the event a routing key no queue is bound for: the broker returns it."""
+    await db.execute(
+        "UPDATE outbox SET routing_key = 'order.nobody.listens' WHERE event_id = $1::uuid",
+        event_id,
+    )
+
+
 async def wait_until(predicate: Any, timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not await predicate():
@@ -281,10 +289,7 @@ async def test_unroutable_event_is_deferred_alone_and_kept_until_a_queue_is_boun
     # Other tests' unsent rows may share the outbox: only this test's rows are asserted.
     [stuck] = await placer()
     # Nobody binds this routing key: the broker returns the mandatory message.
-    await db.execute(
-        "UPDATE outbox SET routing_key = 'order.nobody.listens' WHERE event_id = $1::uuid",
-        stuck.event_id,
-    )
+    await route_nowhere(db, stuck.event_id)
     before = counter("order_service_events_unroutable_total")
     relay = await start_relay(run=False, defer_initial=30.0)
     await relay.publish_batch()
@@ -324,10 +329,7 @@ async def test_deferral_doubles_with_each_unroutable_attempt_up_to_its_cap(
     placer: PlaceOrders, start_relay: StartRelay, db: asyncpg.Connection
 ) -> None:
     [stuck] = await placer()
-    await db.execute(
-        "UPDATE outbox SET routing_key = 'order.nobody.listens' WHERE event_id = $1::uuid",
-        stuck.event_id,
-    )
+    await route_nowhere(db, stuck.event_id)
     relay = await start_relay(run=False, defer_initial=10.0, defer_max=25.0)
     due_in = []
     try:
