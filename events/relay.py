@@ -1,9 +1,9 @@
 """The outbox relay: publishes committed `outbox` rows to RabbitMQ, at least once.
 
-One round: claim the unsent rows that are due (oldest first; deferred ones after the
-fresh ones) with `FOR UPDATE SKIP LOCKED` inside a
-transaction, publish all of them (mandatory, persistent, publisher confirms), wait for
-all the confirms together, then mark in the same transaction only the confirmed rows.
+One round: claim the oldest unsent rows that are due with `FOR UPDATE SKIP LOCKED`
+inside a transaction, publish all of them (mandatory, persistent, publisher confirms),
+wait for all the confirms together, then mark in the same transaction only the confirmed
+rows.
 The row locks are what keeps several relays (one per worker process or instance) from
 publishing the same row at the same time; a relay that dies after publishing but before
 its commit leaves the rows unsent, so they go out again with the same `message_id`.
@@ -13,8 +13,8 @@ then confirms it; the message is gone from the broker. Such an event is logged (
 and routing key) and counted (order_service_events_unroutable_total), and its row stays
 unsent with `last_error = 'unroutable: ...'` and is deferred alone: it is due again after
 DEFER_INITIAL seconds, doubling with each try up to DEFER_MAX, while the events behind it
-go out at once; a deferred row is claimed at the first round after it is due, behind the
-fresh rows. A batch that publishes nothing at all (no queue bound for any event, say)
+go out at once; a deferred row is claimed, in id order with the rest, at the first round
+after it is due. A batch that publishes nothing at all (no queue bound for any event, say)
 also backs the relay off as a failure does, so a backlog nobody consumes costs at most a
 batch per MAX_BACKOFF. So the first queue bound for its routing key receives every event
 committed before it, not necessarily in commit order. An event is never dropped for want
@@ -296,9 +296,9 @@ class OutboxRelay:
         return DrainOutcome.IDLE
 
     async def publish_batch(self) -> BatchResult:
-        """Claims up to relay_batch_size unsent rows that are due (never-deferred ones
-        oldest first), publishes them all,
-        waits for their confirms and marks the confirmed ones sent, in one transaction.
+        """Claims up to relay_batch_size unsent rows that are due, oldest first,
+        publishes them all, waits for their confirms and marks the confirmed ones sent, in
+        one transaction.
 
         Raises BrokerUnavailable (nothing claimed) while RabbitMQ is not connected.
         """
