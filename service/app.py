@@ -16,7 +16,17 @@ from service.config import Config
 from service.db import close_pool, create_pool
 from service.handlers import asyncapi, docs, health, initials, me_order, metrics, oneclick, orders
 from service.middleware import request_middleware
-from service.state import BROKER, CATALOG, CONFIG, OUTBOX_WAKEUP, POOL, RELAY, VERIFIED_TOKENS
+from service.order_writer import OrderWriter
+from service.state import (
+    BROKER,
+    CATALOG,
+    CONFIG,
+    ORDER_WRITER,
+    OUTBOX_WAKEUP,
+    POOL,
+    RELAY,
+    VERIFIED_TOKENS,
+)
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -26,6 +36,25 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await close_pool(pool)
+
+
+# What the order writers may take, on shutdown, to finish the batches they hold.
+ORDER_WRITER_STOP_SECONDS = 3.0
+
+
+async def _order_writer(app: web.Application) -> AsyncIterator[None]:
+    # After _database, so that it stops first: its last batches still find the pool open.
+    config = app[CONFIG]
+    writer = OrderWriter(
+        app[POOL],
+        writers=config.order_writers,
+        max_batch=config.order_batch_max,
+        queue_timeout=config.db_acquire_timeout,
+        drain_timeout=ORDER_WRITER_STOP_SECONDS,
+    )
+    app[ORDER_WRITER] = writer
+    async with writer.running():
+        yield
 
 
 async def _catalog(app: web.Application) -> AsyncIterator[None]:
@@ -73,7 +102,7 @@ def create_app(config: Config) -> web.Application:
     )
     app[CONFIG] = config
     app[VERIFIED_TOKENS] = VerifiedTokens(config)
-    app.cleanup_ctx.extend([_database, _catalog, _broker, idempotency.pruning])
+    app.cleanup_ctx.extend([_database, _order_writer, _catalog, _broker, idempotency.pruning])
     if config.relay_enabled:
         app.cleanup_ctx.append(_relay)
     app.cleanup_ctx.append(_outbox_wakeup)

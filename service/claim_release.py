@@ -18,7 +18,7 @@ import asyncpg
 import structlog
 
 from service import idempotency
-from service.middleware import DATABASE_DOWN
+from service.db import DATABASE_DOWN
 
 log = structlog.get_logger(__name__)
 

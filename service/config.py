@@ -52,6 +52,8 @@ class Config:
     outbox_retention_seconds: int = 7 * 24 * 3600
     outbox_poll_interval: float = 1.0
     relay_batch_size: int = 500
+    order_writers: int = 2
+    order_batch_max: int = 32
     relay_coalesce_ms: int = 10
     events_exchange: str = "orders"
     event_source: str = "/order-service"
@@ -281,6 +283,8 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             env, "OUTBOX_POLL_INTERVAL", _float(0.01, 60), d.outbox_poll_interval
         ),
         relay_batch_size=_read(env, "RELAY_BATCH_SIZE", _int(1, 10_000), d.relay_batch_size),
+        order_writers=_read(env, "ORDER_WRITERS", _int(1, 100), d.order_writers),
+        order_batch_max=_read(env, "ORDER_BATCH_MAX", _int(1, 500), d.order_batch_max),
         relay_coalesce_ms=_read(env, "RELAY_COALESCE_MS", _int(0, 1000), d.relay_coalesce_ms),
         events_exchange=_read(env, "EVENTS_EXCHANGE", _text, d.events_exchange),
         event_source=_read(env, "EVENT_SOURCE", _text, d.event_source),

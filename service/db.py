@@ -16,6 +16,25 @@ log = structlog.get_logger(__name__)
 
 POOL_CLOSE_SECONDS = 3.0
 
+# Errors that mean the database cannot be reached or take work right now (the request may
+# be retried): the connection is refused, lost or cut off, or PostgreSQL turns new
+# connections away (shutting down or starting, too many clients, the database closed to
+# connections or dropped, this role refused by pg_hba.conf).
+DATABASE_DOWN = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.QueryCanceledError,
+    asyncpg.AdminShutdownError,
+    asyncpg.ObjectNotInPrerequisiteStateError,
+    asyncpg.InvalidCatalogNameError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
+
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()

@@ -24,6 +24,16 @@ ORDERS_CREATED = Counter(
     "Orders committed, by endpoint family.",
     ["family"],
 )
+ORDER_WRITE_BATCH_SIZE = Histogram(
+    "order_service_order_write_batch_size",
+    "Orders written together in one transaction (group commit); 1 is an order alone.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 500),
+)
+ORDER_BATCHES_WRITTEN_ALONE = Counter(
+    "order_service_order_batches_written_alone_total",
+    "Batches PostgreSQL refused for one of their orders (a replay, an exhausted coupon, a "
+    "deadlock), whose orders were then written one by one.",
+)
 OUTBOX_BACKLOG = Gauge(
     "order_service_outbox_backlog",
     "Events in the outbox not yet confirmed by the broker.",

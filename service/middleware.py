@@ -10,7 +10,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import asyncpg
 import orjson
 import structlog
 from aiohttp import hdrs, web
@@ -19,6 +18,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from structlog.contextvars import bind_contextvars, clear_contextvars
 
 from service import cors, headers
+from service.db import DATABASE_DOWN
 from service.domain.identifiers import shown_id
 from service.duplicate_keys import first_duplicate_key
 from service.errors import ApiError, BadRequest, NotFound, PayloadTooLarge, ServiceUnavailable
@@ -42,18 +42,6 @@ UTF_8 = frozenset({"utf-8", "utf8"})
 # echoed in a header and written to every log line of the request.
 _CALLER_REQUEST_ID = re.compile(r"[!-~]{1,200}")
 PAYWAY_PREFIX = "/external/"
-# Errors that mean the database cannot be reached right now: the client may retry.
-DATABASE_DOWN = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.QueryCanceledError,
-    asyncpg.AdminShutdownError,
-    ConnectionError,
-    OSError,
-    TimeoutError,
-)
 
 
 def new_request_id() -> str:

@@ -11,7 +11,7 @@ import asyncpg
 
 from service.errors import Conflict, ValidationFailed
 from service.idempotency import IdempotencyClaim
-from service.sql import queries
+from service.order_writer import OrderWriter
 
 MAX_ID_ATTEMPTS = 5
 
@@ -77,7 +77,7 @@ class PreparedOrder:
 
 
 async def write_order(
-    pool: asyncpg.Pool,
+    writer: OrderWriter,
     prepare: Callable[[str], PreparedOrder],
     new_id: Callable[[], str],
     claim: IdempotencyClaim | None = None,
@@ -89,9 +89,8 @@ async def write_order(
     for _ in range(MAX_ID_ATTEMPTS):
         prepared = prepare(new_id())
         try:
-            async with pool.acquire() as conn:
-                reference: str | None = await conn.fetchval(
-                    queries.place_order,
+            reference = await writer.place_order(
+                (
                     prepared.row,
                     prepared.items,
                     prepared.event,
@@ -101,6 +100,7 @@ async def write_order(
                     prepared.response_body if claim else None,
                     claim.claim_id if claim else None,
                 )
+            )
             return prepared, reference
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "orders_pkey":

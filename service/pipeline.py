@@ -17,7 +17,7 @@ from service.errors import ApiError
 from service.metrics import ORDERS_CREATED
 from service.middleware import json_dumps
 from service.order_store import PreparedOrder, write_order
-from service.state import CONFIG, ORDER_ID, OUTBOX_WAKEUP, POOL
+from service.state import CONFIG, ORDER_ID, ORDER_WRITER, OUTBOX_WAKEUP, POOL
 
 IDEMPOTENCY_HEADER = idempotency.HEADER
 REPLAYED_HEADER = headers.IDEMPOTENT_REPLAYED
@@ -69,7 +69,9 @@ async def create_order(
         claim = outcome
     try:
         order_plan = plan()
-        prepared, reference = await write_order(pool, order_plan.prepare, order_plan.new_id, claim)
+        prepared, reference = await write_order(
+            app[ORDER_WRITER], order_plan.prepare, order_plan.new_id, claim
+        )
     except BaseException:
         if claim is not None:
             # Shielded: a client that hangs up must not leave the key claimed.

@@ -11,6 +11,7 @@ from events.relay import OutboxRelay
 from service.auth.bearer import VerifiedTokens
 from service.catalog import CatalogCache
 from service.config import Config
+from service.order_writer import OrderWriter
 
 CONFIG = web.AppKey("config", Config)
 POOL = web.AppKey("pool", asyncpg.Pool)
@@ -19,6 +20,7 @@ BROKER = web.AppKey("broker", Broker)
 VERIFIED_TOKENS = web.AppKey("verified_tokens", VerifiedTokens)
 RELAY = web.AppKey("relay", OutboxRelay)  # only when RELAY_ENABLED
 OUTBOX_WAKEUP = web.AppKey("outbox_wakeup", OutboxWakeup)
+ORDER_WRITER = web.AppKey("order_writer", OrderWriter)
 
 # Set by handlers, read by the access log line.
 MERCHANT_CODE = web.RequestKey("merchant", str)

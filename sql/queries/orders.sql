@@ -1,6 +1,16 @@
 -- name: place_order
 SELECT place_order($1::jsonb, $2::jsonb, $3::jsonb, $4, $5, $6, $7::json, $8::uuid);
 
+-- name: place_orders
+-- Several orders in one statement (one transaction): $1 is a JSON array with one entry
+-- per order, the eight arguments of place_order in order (the Idempotency-Key response
+-- body as JSON text, which keeps its keys in order). One reference per order, in order;
+-- if any order fails, none is written.
+SELECT place_order(x -> 0, x -> 1, x -> 2, x ->> 3, x ->> 4, (x ->> 5)::integer,
+                   (x ->> 6)::json, (x ->> 7)::uuid) AS reference
+  FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS batch (x, n)
+ ORDER BY n;
+
 -- name: order_by_id
 -- One order of one merchant with its items (any family); the request token stays inside.
 SELECT o.id, o.reference, o.status, o.family, o.currency, o.base_amount,

@@ -18,6 +18,7 @@ from service.config import Config
 from service.db import create_pool
 from service.errors import Conflict, ValidationFailed
 from service.order_store import write_order
+from service.order_writer import OrderWriter
 from tests.contract.conftest import (
     INITIALS_PATH,
     ME_ORDER_BODY,
@@ -468,7 +469,12 @@ async def test_a_request_whose_claim_was_taken_over_writes_nothing_and_frees_not
         order = await prepared_order(db, config)
         order_id = order.row["id"]
         with pytest.raises(Conflict) as refused:
-            await write_order(pool, lambda _: order, lambda: order_id, slow)
+            await write_order(
+                OrderWriter(pool, writers=0, max_batch=1, queue_timeout=1.0),
+                lambda _: order,
+                lambda: order_id,
+                slow,
+            )
         assert refused.value.code == "idempotency_key_in_use"
         assert await db.fetchval("SELECT count(*) FROM orders WHERE id = $1", order_id) == 0
         assert (
@@ -476,7 +482,12 @@ async def test_a_request_whose_claim_was_taken_over_writes_nothing_and_frees_not
         )
 
         # The retry's write completes the key with its order.
-        await write_order(pool, lambda _: order, lambda: order_id, retry)
+        await write_order(
+            OrderWriter(pool, writers=0, max_batch=1, queue_timeout=1.0),
+            lambda _: order,
+            lambda: order_id,
+            retry,
+        )
         record = await stored_record(db, idempotency_key)
         assert record is not None
         assert (record["status"], record["order_id"]) == ("completed", order_id)

@@ -1,0 +1,224 @@
+"""Group commit (service/order_writer.py): orders waiting together are written in one
+transaction, one refused order fails none of the others, and no order is lost or written
+against its request's wishes (cancelled, timed out) or left behind at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import replace
+from typing import Any
+
+import asyncpg
+import pytest
+from prometheus_client import REGISTRY
+
+from service.config import Config
+from service.db import create_pool
+from service.order_store import PreparedOrder
+from service.order_writer import OrderWriter, PlaceOrderArgs
+from tests.events.conftest import prepared_order
+
+ALONE_BATCHES = "order_service_order_batches_written_alone_total"
+
+
+def args_of(
+    order: PreparedOrder, claim: tuple[str, str, uuid.UUID] | None = None
+) -> PlaceOrderArgs:
+    scope, key, claim_id = claim if claim else (None, None, None)
+    body = order.response_body if claim else None
+    return (order.row, order.items, order.event, scope, key, 200, body, claim_id)
+
+
+async def orders_of(db: asyncpg.Connection, count: int, config: Config) -> list[PreparedOrder]:
+    return [await prepared_order(db, config) for _ in range(count)]
+
+
+async def transactions_of(db: asyncpg.Connection, orders: list[PreparedOrder]) -> int:
+    """How many transactions wrote these orders (rows one transaction inserted share xmin)."""
+    ids = [order.row["id"] for order in orders]
+    count: int = await db.fetchval(
+        "SELECT count(DISTINCT xmin::text) FROM orders WHERE id = ANY($1::text[])", ids
+    )
+    return count
+
+
+async def stored(db: asyncpg.Connection, orders: list[PreparedOrder]) -> set[str]:
+    ids = [order.row["id"] for order in orders]
+    rows = await db.fetch("SELECT id FROM orders WHERE id = ANY($1::text[])", ids)
+    return {row["id"] for row in rows}
+
+
+@pytest.fixture
+async def small_pool(config: Config) -> AsyncIterator[asyncpg.Pool]:
+    """One connection, so that a test holding it holds up the writer."""
+    created = await create_pool(replace(config, db_pool_max=1, db_acquire_timeout=10.0))
+    yield created
+    await created.close()
+
+
+async def test_orders_waiting_together_are_written_in_one_transaction(
+    pool: asyncpg.Pool, db: asyncpg.Connection, config: Config
+) -> None:
+    orders = await orders_of(db, 8, config)
+    writer = OrderWriter(pool, writers=1, max_batch=32, queue_timeout=5.0)
+    async with writer.running():
+        # All eight are queued before the writer task runs again.
+        references = await asyncio.gather(*(writer.place_order(args_of(o)) for o in orders))
+    assert references == [None] * 8
+    assert await stored(db, orders) == {order.row["id"] for order in orders}
+    assert await transactions_of(db, orders) == 1
+    events = await db.fetchval(
+        "SELECT count(*) FROM outbox WHERE aggregate_id = ANY($1::text[])",
+        [order.row["id"] for order in orders],
+    )
+    assert events == 8
+
+
+async def test_a_batch_is_at_most_max_batch_orders(
+    pool: asyncpg.Pool, db: asyncpg.Connection, config: Config
+) -> None:
+    orders = await orders_of(db, 6, config)
+    writer = OrderWriter(pool, writers=1, max_batch=2, queue_timeout=5.0)
+    async with writer.running():
+        await asyncio.gather(*(writer.place_order(args_of(o)) for o in orders))
+    assert await transactions_of(db, orders) == 3
+
+
+async def test_one_refused_order_fails_none_of_the_others(
+    pool: asyncpg.Pool, db: asyncpg.Connection, config: Config
+) -> None:
+    orders = await orders_of(db, 5, config)
+    # The same signed request twice: the second is a replay, refused by its token.
+    for order in orders[1:3]:
+        order.row["request_token"] = "token-sent-twice"
+    alone_before = REGISTRY.get_sample_value(ALONE_BATCHES) or 0.0
+    writer = OrderWriter(pool, writers=1, max_batch=32, queue_timeout=5.0)
+    async with writer.running():
+        results = await asyncio.gather(
+            *(writer.place_order(args_of(o)) for o in orders), return_exceptions=True
+        )
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert len(refused) == 1
+    assert isinstance(refused[0], asyncpg.UniqueViolationError)
+    assert refused[0].constraint_name == "orders_request_token_key"
+    written = await stored(db, orders)
+    assert len(written) == 4
+    assert {orders[0].row["id"], orders[3].row["id"], orders[4].row["id"]} <= written
+    assert (REGISTRY.get_sample_value(ALONE_BATCHES) or 0.0) == alone_before + 1
+
+
+async def test_a_stored_idempotent_response_keeps_its_key_order_in_a_batch(
+    pool: asyncpg.Pool, db: asyncpg.Connection, config: Config
+) -> None:
+    orders = await orders_of(db, 2, config)
+    claims = []
+    for order in orders:
+        claim = ("test-scope", f"key-{order.row['id']}", uuid.uuid4())
+        await db.execute(
+            "INSERT INTO idempotency_keys (scope, key, request_hash, status, claim_id) "
+            "VALUES ($1, $2, 'hash', 'in_progress', $3)",
+            *claim,
+        )
+        claims.append(claim)
+    bodies = [{"z": 1, "data": {"id": order.row["id"]}, "a": 2} for order in orders]
+    writer = OrderWriter(pool, writers=1, max_batch=32, queue_timeout=5.0)
+    async with writer.running():
+        await asyncio.gather(
+            *(
+                writer.place_order(args_of(replace(order, response_body=body), claim))
+                for order, body, claim in zip(orders, bodies, claims, strict=True)
+            )
+        )
+    assert await transactions_of(db, orders) == 1
+    for body, claim in zip(bodies, claims, strict=True):
+        text = await db.fetchval(
+            "SELECT response_body::text FROM idempotency_keys WHERE scope = $1 AND key = $2",
+            claim[0],
+            claim[1],
+        )
+        assert list(json.loads(text)) == list(body)
+
+
+async def test_an_order_cancelled_while_queued_is_not_written(
+    small_pool: asyncpg.Pool, db: asyncpg.Connection, config: Config
+) -> None:
+    first, cancelled = await orders_of(db, 2, config)
+    writer = OrderWriter(small_pool, writers=1, max_batch=32, queue_timeout=10.0)
+    async with writer.running():
+        async with small_pool.acquire():
+            # The writer takes the first order and waits for the connection held here.
+            written = asyncio.create_task(writer.place_order(args_of(first)))
+            await until(lambda: writer_is_waiting(small_pool))
+            queued = asyncio.create_task(writer.place_order(args_of(cancelled)))
+            await until(lambda: writer.queued == 1)
+            queued.cancel()
+        assert await written is None
+    with pytest.raises(asyncio.CancelledError):
+        await queued
+    assert await stored(db, [first, cancelled]) == {first.row["id"]}
+
+
+async def test_an_order_no_writer_takes_in_time_gets_a_timeout_and_is_not_written(
+    small_pool: asyncpg.Pool, db: asyncpg.Connection, config: Config
+) -> None:
+    first, late = await orders_of(db, 2, config)
+    queue_timeout = 0.2
+    writer = OrderWriter(small_pool, writers=1, max_batch=32, queue_timeout=queue_timeout)
+    async with writer.running():
+        async with small_pool.acquire():
+            written = asyncio.create_task(writer.place_order(args_of(first)))
+            await until(lambda: writer_is_waiting(small_pool))
+            queued = asyncio.create_task(writer.place_order(args_of(late)))
+            # What is measured is the wait itself: the connection is held past the limit.
+            await asyncio.sleep(queue_timeout * 2)
+        assert await written is None
+        with pytest.raises(TimeoutError):
+            await queued
+    assert await stored(db, [first, late]) == {first.row["id"]}
+
+
+async def test_shutdown_writes_what_is_queued(
+    small_pool: asyncpg.Pool, db: asyncpg.Connection, config: Config
+) -> None:
+    orders = await orders_of(db, 5, config)
+    writer = OrderWriter(small_pool, writers=1, max_batch=32, queue_timeout=10.0)
+    running = AsyncExitStack()
+    await running.enter_async_context(writer.running())
+    held = await small_pool.acquire()
+    try:
+        tasks = [asyncio.create_task(writer.place_order(args_of(o))) for o in orders]
+        # The writer has taken the orders and waits for the connection held here.
+        await until(lambda: writer_is_waiting(small_pool))
+        stopping = asyncio.create_task(running.aclose())
+        await until(lambda: not writer.accepting)
+    finally:
+        await small_pool.release(held)
+    await stopping
+    assert all(task.done() and task.result() is None for task in tasks)
+    assert await stored(db, orders) == {order.row["id"] for order in orders}
+
+
+async def test_without_running_each_order_is_written_alone(
+    pool: asyncpg.Pool, db: asyncpg.Connection, config: Config
+) -> None:
+    orders = await orders_of(db, 3, config)
+    writer = OrderWriter(pool, writers=1, max_batch=32, queue_timeout=5.0)
+    await asyncio.gather(*(writer.place_order(args_of(o)) for o in orders))
+    assert await transactions_of(db, orders) == 3
+
+
+def writer_is_waiting(pool: asyncpg.Pool) -> bool:
+    """The pool's only connection is held, and someone else waits for it."""
+    # asyncpg tells no count of waiters; its queue of connection holders does.
+    queue: Any = pool._queue
+    return bool(queue._getters)
+
+
+async def until(condition: Any, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0)
