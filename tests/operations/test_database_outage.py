@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
+import asyncpg
 import pytest
 
 from service.app import create_app
 from service.config import Config
+from service.db import with_database
 from service.state import POOL
 from tests.faults.harness import initials_body, signed
 from tests.operations.conftest import ME_ORDER_BODY, ME_ORDER_PATH
@@ -130,3 +132,32 @@ async def test_down_at_start_answers_503_not_401_until_the_catalog_is_read(
             await asyncio.sleep(0.05)
     assert (await post_initials(client)).status == 200
     assert (await post_me_order(client, customer_token)).status == 200
+
+
+async def test_a_database_turning_connections_away_answers_503(
+    aiohttp_client: Any, config: Config, db: asyncpg.Connection, customer_token: str
+) -> None:
+    # PostgreSQL up but refusing new connections to this database (as during maintenance,
+    # or once it is dropped): the client may retry, as with any outage.
+    client = await aiohttp_client(create_app(config))
+    assert (await post_initials(client)).status == 200
+    quoted = await db.fetchval("SELECT quote_ident(current_database())")
+    # A database cannot be closed from a session of its own.
+    admin = await asyncpg.connect(with_database(config.database_url, "postgres"))
+    # ALTER DATABASE takes no bind parameters; the name is quoted as an identifier.
+    await admin.execute(f"ALTER DATABASE {quoted} ALLOW_CONNECTIONS false")
+    try:
+        # The pool's open connections would still work; each is replaced on its next use.
+        await client.app[POOL].expire_connections()
+        for response in (
+            await post_initials(client),
+            await post_me_order(client, customer_token),
+        ):
+            assert response.status == 503, await response.text()
+            assert response.headers["Retry-After"] == "1"
+            body = await response.json()
+            assert "database_unavailable" in (body.get("code"), body.get("error", {}).get("code"))
+    finally:
+        await admin.execute(f"ALTER DATABASE {quoted} ALLOW_CONNECTIONS true")
+        await admin.close()
+    assert (await post_initials(client)).status == 200
