@@ -5,6 +5,9 @@
 -- A stale claim (its process died mid-request) stored nothing, like a failed request, so
 -- any request may take it over, not only one with the same hash.
 -- $6 is the claiming request's id: only it may complete or release the claim.
+-- The fallback SELECT reads this statement's snapshot: when a concurrent retry took over
+-- an expired record meanwhile, it still shows the expired one, whose answer names an
+-- order this retry did not make. It is passed over (no row: the key is in use).
 WITH claimed AS (
     INSERT INTO idempotency_keys AS k (scope, key, request_hash, status, claim_id)
     VALUES ($1, $2, $3, 'in_progress', $6)
@@ -21,7 +24,8 @@ SELECT request_hash, status, response_status, response_body, order_id, claimed F
 UNION ALL
 SELECT request_hash, status, response_status, response_body, order_id, false
   FROM idempotency_keys
- WHERE scope = $1 AND key = $2 AND NOT EXISTS (SELECT 1 FROM claimed);
+ WHERE scope = $1 AND key = $2 AND NOT EXISTS (SELECT 1 FROM claimed)
+   AND created_at >= now() - make_interval(secs => $4);
 
 -- name: idempotency_release
 -- Only the caller's own claim: one taken over by a retry is that retry's now.

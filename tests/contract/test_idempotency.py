@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -19,6 +20,7 @@ from service.db import create_pool
 from service.errors import Conflict, ValidationFailed
 from service.order_store import write_order
 from service.order_writer import OrderWriter
+from service.sql import queries
 from tests.contract.conftest import (
     INITIALS_PATH,
     ME_ORDER_BODY,
@@ -374,6 +376,58 @@ async def test_an_expired_key_is_a_new_key(
     assert again.status == 200
     assert "Idempotent-Replayed" not in again.headers
     assert await written_by_sequence(sequence) == Written(orders=2, events=2)
+
+
+async def test_a_retry_racing_the_takeover_of_an_expired_key_never_gets_the_old_answer(
+    config: Config, db: asyncpg.Connection, idempotency_key: str
+) -> None:
+    # A completed record past its TTL, and two retries at once: the first takes it over;
+    # the second, whose statement started before that commit, must not read the expired
+    # record (an answer naming an order the retry did not make) but wait: 409 in use.
+    scope, ttl, fingerprint = "test-scope", 3600, "hash-of-the-retries"
+    await db.execute(
+        "INSERT INTO idempotency_keys (scope, key, request_hash, status, response_status,"
+        " response_body, created_at) VALUES ($1, $2, $3, 'completed', 200,"
+        ' \'{"data": {"id": "OLDORDER"}}\', now() - make_interval(secs => $4))',
+        scope,
+        idempotency_key,
+        fingerprint,
+        float(ttl + 1),
+    )
+    pool = await create_pool(config)
+    try:
+        async with db.transaction():
+            first = await db.fetchrow(
+                queries.idempotency_claim,
+                scope,
+                idempotency_key,
+                fingerprint,
+                ttl,
+                10.0,
+                uuid.uuid4(),
+            )
+            assert first is not None and first["claimed"]
+            second = asyncio.create_task(
+                idempotency.claim(
+                    pool, scope, idempotency_key, fingerprint, ttl, 10.0, ValidationFailed
+                )
+            )
+            # The second statement waits for the row the first one took over.
+            await until_waiting_for_a_lock(db)
+        with pytest.raises(Conflict) as refused:
+            await second
+        assert refused.value.code == "idempotency_key_in_use"
+    finally:
+        await pool.close()
+
+
+async def until_waiting_for_a_lock(db: asyncpg.Connection) -> None:
+    async with asyncio.timeout(10):
+        # A wait for another transaction's row lock is on its transaction id.
+        while not await db.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'"
+        ):
+            await asyncio.sleep(0.01)
 
 
 async def test_a_stale_claim_of_a_dead_request_is_taken_over(
