@@ -46,6 +46,14 @@ def _unauthorized(message: str, challenge: str = CHALLENGE_INVALID) -> Unauthori
     return Unauthorized(message, code="unauthorized", headers={"WWW-Authenticate": challenge})
 
 
+def authorization_header(values: list[str]) -> str | None:
+    """The one Authorization header of a request (`headers.getall`), or None. Two are
+    refused: a proxy in front may have read the other one."""
+    if len(values) > 1:
+        raise _unauthorized("Send one Authorization header, not several")
+    return values[0] if values else None
+
+
 def bearer_token(authorization: str | None) -> str:
     """The token of an `Authorization: Bearer <token>` header."""
     if authorization is None or not authorization.strip():

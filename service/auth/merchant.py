@@ -14,6 +14,7 @@ from service.auth.signing import compute_token, normalize_token, token_matches
 from service.catalog import Catalog, Merchant
 from service.errors import Unauthorized, ValidationFailed
 
+AUTHENTICATION_HEADERS = ("x-public-key", "x-date", "x-token")
 MAX_HEADER_LENGTH = {"x-source": 64, "x-id": 128, "x-google-analytics-client-id": 255}
 
 
@@ -46,6 +47,14 @@ def authenticate(
     Every failure is a 401 with its own code; none says which part of a real key was wrong.
     """
     headers = request.headers
+    for name in AUTHENTICATION_HEADERS:
+        if len(headers.getall(name, ())) > 1:
+            # A proxy in front may read the other copy than we do: which was meant is unknown.
+            raise Unauthorized(
+                f"{name} was sent more than once; send each authentication header once",
+                code="duplicate_authentication_header",
+                fields={f"headers.{name}": ["must be sent once"]},
+            )
     public_key = headers.get("x-public-key")
     x_date = headers.get("x-date")
     token = headers.get("x-token")

@@ -9,7 +9,7 @@ from functools import partial
 from aiohttp import web
 
 from schemas.me_order import load_me_order_request
-from service.auth.bearer import ORDER_WRITE_SCOPE, authenticate_customer
+from service.auth.bearer import ORDER_WRITE_SCOPE, authenticate_customer, authorization_header
 from service.domain.identifiers import new_object_id
 from service.domain.me_order import check_me_order, prepare_me_order
 from service.errors import BadRequest
@@ -29,7 +29,7 @@ async def create_me_order(request: web.Request) -> web.Response:
     one-transaction write."""
     config = request.app[CONFIG]
     customer = authenticate_customer(
-        request.headers.get("Authorization"),
+        authorization_header(request.headers.getall("Authorization", [])),
         request.app[VERIFIED_TOKENS],
         request.app[CATALOG].snapshot(),
         ORDER_WRITE_SCOPE,

@@ -192,8 +192,9 @@ MERCHANT_ERRORS: dict[int, str] = {
     400: "The body is not JSON (`json_parser_error`) or not `application/json` "
     "(`invalid_content_type_error`), or the Idempotency-Key is not 1 to 255 printable "
     "characters (`invalid_idempotency_key`).",
-    401: "Authentication failed: `missing_authentication`, `invalid_x_date`, "
-    "`request_expired`, `unknown_public_key`, `revoked_public_key`, `invalid_signature`.",
+    401: "Authentication failed: `missing_authentication`, `duplicate_authentication_header`, "
+    "`invalid_x_date`, `request_expired`, `unknown_public_key`, `revoked_public_key`, "
+    "`invalid_signature`.",
     404: "Not found for this merchant: `product_not_found` (message `Product not found by "
     "merchant and code`), `buyer_not_found`, `order_not_found`, ...",
     409: "`request_replayed`: this signed request was already used (sign anew, or send an "
@@ -211,7 +212,7 @@ PAYWAY_ERRORS: dict[int, str] = {
     400: "`invalid_parameter` (with `field`), `unknown_parameter`, `json_parser_error`, "
     "`invalid_content_type_error`, `invalid_idempotency_key` or `idempotency_key_reused`.",
     401: "`unauthorized`: the Bearer token is missing, malformed, expired, badly signed or "
-    "for an unknown merchant.",
+    "for an unknown merchant, or the Authorization header was sent more than once.",
     403: f"`insufficient_scope`: the token does not grant `{ORDER_WRITE_SCOPE}`; "
     "`origin_not_allowed`: a browser's CORS preflight from an origin not in "
     "CORS_ALLOWED_ORIGINS.",

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
+from multidict import CIMultiDict
 
 from service.auth.signing import signed_headers
 from tests.conftest import EYEZY_KEY, EYEZY_REVOKED_KEY
@@ -34,11 +35,23 @@ def _with(name: str, value: str) -> dict[str, str]:
     return {**_headers(), name: value}
 
 
+def _twice(name: str, second: str) -> CIMultiDict[str]:
+    """Valid signed headers, and `name` once more after the valid one."""
+    headers = CIMultiDict(_headers())
+    headers.add(name, second)
+    return headers
+
+
+DUPLICATE = "duplicate_authentication_header"
+
 # (case, headers, code)
 AUTH_FAILURES: list[tuple[str, Any, str]] = [
     ("missing x-public-key", lambda: _without("x-public-key"), "missing_authentication"),
     ("missing x-date", lambda: _without("x-date"), "missing_authentication"),
     ("missing x-token", lambda: _without("x-token"), "missing_authentication"),
+    ("x-public-key twice", lambda: _twice("x-public-key", "pk_moniterro_1"), DUPLICATE),
+    ("x-date twice", lambda: _twice("x-date", "2020-01-01T00:00:00Z"), DUPLICATE),
+    ("x-token twice", lambda: _twice("x-token", "0" * 64), DUPLICATE),
     ("malformed x-date", lambda: _with("x-date", "Mon, 23 Nov 2026 13:00:00"), "invalid_x_date"),
     ("x-date without offset", lambda: _with("x-date", "2026-11-23T13:00:00"), "invalid_x_date"),
     (

@@ -14,6 +14,7 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from multidict import CIMultiDict
 
 from service.app import create_app
 from service.auth.bearer import VerifiedTokens, mint_token
@@ -49,6 +50,22 @@ async def test_not_a_bearer_header(client: Any, header: str) -> None:
         "The Authorization header must be 'Bearer <token>'",
         'Bearer error="invalid_token"',
     )
+
+
+async def test_two_authorization_headers_are_refused(client: Any, token: Token) -> None:
+    # Even with the valid one first: a proxy in front may have read the other.
+    valid = bearer(token())["Authorization"]
+    for first, second in ((valid, "Bearer garbage"), (valid, valid)):
+        headers = CIMultiDict({"Content-Type": "application/json", "Authorization": first})
+        headers.add("Authorization", second)
+        response = await client.post(
+            ME_ORDER_PATH, data=orjson.dumps(order_body()), headers=headers
+        )
+        await assert_unauthorized(
+            response,
+            "Send one Authorization header, not several",
+            'Bearer error="invalid_token"',
+        )
 
 
 @pytest.mark.parametrize("raw", ["abc", "a.b.c", "eyJhbGciOiJIUzI1NiJ9.e30"])
