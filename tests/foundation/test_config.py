@@ -114,6 +114,15 @@ def test_pool_bounds_are_checked_together() -> None:
         load_config({"DB_POOL_MIN": "20", "DB_POOL_MAX": "5"})
 
 
+def test_idempotency_keys_outlive_the_signature_window() -> None:
+    with pytest.raises(
+        ConfigError, match="IDEMPOTENCY_TTL_SECONDS: must not be shorter than SIGNATURE_WINDOW"
+    ):
+        load_config({"IDEMPOTENCY_TTL_SECONDS": "60", "SIGNATURE_WINDOW_SECONDS": "300"})
+    config = load_config({"IDEMPOTENCY_TTL_SECONDS": "300", "SIGNATURE_WINDOW_SECONDS": "300"})
+    assert config.idempotency_ttl_seconds == config.signature_window_seconds == 300
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [("PORT", "abc"), ("LOG_LEVEL", "loud"), ("DATABASE_URL", "mysql://x")],
