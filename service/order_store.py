@@ -9,9 +9,11 @@ from typing import Any
 
 import asyncpg
 
+from service.db import DATABASE_DOWN
 from service.errors import Conflict, ValidationFailed
 from service.idempotency import IdempotencyClaim
 from service.order_writer import OrderWriter
+from service.sql import queries
 
 MAX_ID_ATTEMPTS = 5
 
@@ -106,9 +108,11 @@ async def write_order(
             if exc.constraint_name == "orders_pkey":
                 continue
             if exc.constraint_name == "orders_request_token_key":
+                created = await _order_of_request(writer.pool, prepared.row)
                 raise Conflict(
-                    "This signed request was already used to create an order; sign each "
-                    "request anew (new x-date) or send an Idempotency-Key to retry safely",
+                    f"This signed request was already used to create order {created}; "
+                    "sign each request anew (new x-date), or send an Idempotency-Key to "
+                    "retry safely and get the first answer again",
                     code="request_replayed",
                 ) from None
             raise
@@ -127,3 +131,16 @@ async def write_order(
                 ) from None
             raise
     raise RuntimeError("could not draw a free order id")
+
+
+async def _order_of_request(pool: asyncpg.Pool, row: dict[str, Any]) -> str:
+    """The id of the order this signed request created (a merchant whose first answer was
+    lost can read it), or "(unknown)" if the database does not tell right now."""
+    try:
+        async with pool.acquire() as conn:
+            order_id: str | None = await conn.fetchval(
+                queries.order_of_request_token, row["merchant_id"], row["request_token"]
+            )
+    except DATABASE_DOWN:
+        order_id = None
+    return order_id or "(unknown)"

@@ -76,6 +76,10 @@ class OrderWriter:
         self._unanswered: set[asyncio.Future[str | None]] = set()
 
     @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool
+
+    @property
     def queued(self) -> int:
         """Orders waiting for a writer."""
         return self._queue.qsize()

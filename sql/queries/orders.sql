@@ -28,3 +28,8 @@ SELECT o.id, o.reference, o.status, o.family, o.currency, o.base_amount,
             FROM order_items i WHERE i.order_id = o.id), '[]'::jsonb) AS items
   FROM orders o
  WHERE o.id = $1 AND o.merchant_id = $2;
+
+-- name: order_of_request_token
+-- The order a signed request (its x-token) created, to name it when the request is sent
+-- again.
+SELECT id FROM orders WHERE merchant_id = $1 AND request_token = $2;

@@ -111,7 +111,10 @@ async def test_replayed_request_creates_no_second_order(
     assert first.status == 200
     again = await client.post(PATH, data=RAW, headers=headers)
     assert again.status == 409
-    assert (await again.json())["error"]["code"] == "request_replayed"
+    error = (await again.json())["error"]
+    assert error["code"] == "request_replayed"
+    # Named, so that a merchant whose first answer was lost can read the order.
+    assert f"order {order_id_of(await first.json())};" in error["message"]
     assert await db.fetchval("SELECT count(*) FROM orders WHERE source_id = 'replay-test'") == 1
 
 
