@@ -34,6 +34,7 @@ from schemas.me_order import (
     StartDate,
 )
 from schemas.me_order import CountryCode as PaywayCountryCode
+from schemas.oneclick import ACTION_FIELDS, ITEM_FIELDS, OPTIONAL_ACTION_FIELDS
 from service.openapi.components import HEADERS, PARAMETERS, SECURITY_SCHEMES
 from service.openapi.operations import OPERATIONS, TAGS
 from service.openapi.patterns import anchored
@@ -57,12 +58,34 @@ def _one_field_not_null(schema: type[Schema]) -> dict[str, Any]:
     }
 
 
+def _fields_per_action() -> dict[str, Any]:
+    """JSON Schema for OneclickProductSchema's rule 2: the fields each action requires,
+    and those it refuses (schemas.oneclick.ACTION_FIELDS, OPTIONAL_ACTION_FIELDS)."""
+    variants = []
+    for action, required in ACTION_FIELDS.items():
+        accepted = required | OPTIONAL_ACTION_FIELDS.get(action, frozenset())
+        properties: dict[str, Any] = {"action": {"const": action}}
+        # A field the action refuses: the `false` schema admits no value.
+        properties.update(dict.fromkeys(sorted(set(ITEM_FIELDS) - accepted), False))
+        variants.append(
+            {"title": action, "properties": properties, "required": ["action", *sorted(required)]}
+        )
+    return {"oneOf": variants}
+
+
 # Rules a schema enforces in a @validates_schema method, which apispec cannot see.
 SCHEMA_RULES: dict[str, dict[str, Any]] = {
     "Address": {
         **_one_field_not_null(AddressSchema),
         "description": "The customer's address; it becomes their default address for later "
         "purchases. At least one field must be given and not null.",
+    },
+    "OneclickProduct": {
+        **_fields_per_action(),
+        "description": "One product of the order and what to do with it: `purchase` takes "
+        "`productCode` only; `upgrade` and `downgrade` take `subscriptionId` and the "
+        "`productCode` to move to; `renew` takes `subscriptionId`, and `productCode` only "
+        "if it names the subscription's own product.",
     },
 }
 
@@ -83,7 +106,7 @@ CUSTOM_FIELDS: tuple[tuple[type[fields.Field[Any]], dict[str, Any]], ...] = (
     (SubbrandAlias, {"pattern": "^[A-Za-z0-9_]{1,100}$"}),
     (PeriodId, {"pattern": "^[a-fA-F0-9]{24}$"}),
     (IpAddress, IP_ADDRESS),
-    (HttpUrl, {"format": "uri", "maxLength": 2048, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"}),
+    (HttpUrl, {"format": "uri", "maxLength": 2048, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]"}),
     # Not `format: date-time`: that requires an offset, and the service reads a date-time
     # without one as UTC.
     (

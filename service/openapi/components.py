@@ -146,8 +146,9 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     ),
     "XRequestId": _header(
         REQUEST_ID_HEADER,
-        {"type": "string", "maxLength": 200},
-        "Correlation id for logs; one is generated when absent. Echoed in the response.",
+        {"type": "string", "pattern": "^[!-~]{1,200}$"},
+        "Correlation id for logs: 1 to 200 visible ASCII characters, echoed in the "
+        "response. When absent, or any other value, a new id is generated (and echoed).",
         required=False,
     ),
 }
@@ -188,20 +189,29 @@ def request_id_header() -> dict[str, Any]:
     return {REQUEST_ID_HEADER: ref("headers", "XRequestId")}
 
 
+UNSUPPORTED_ENCODING_MESSAGE = "Content-Encoding must be one of identity, gzip, deflate, br or zstd"
+UNSUPPORTED_ENCODING = (
+    "`unsupported_content_encoding`: the body comes in a Content-Encoding other than "
+    "identity, gzip, deflate, br or zstd."
+)
+
 MERCHANT_ERRORS: dict[int, str] = {
     400: "The body is not JSON (`json_parser_error`) or not `application/json` "
-    "(`invalid_content_type_error`), or the Idempotency-Key is not 1 to 255 printable "
+    "(`invalid_content_type_error`), is not valid for its Content-Encoding "
+    "(`invalid_content_encoding`), or the Idempotency-Key is not 1 to 255 printable "
     "characters (`invalid_idempotency_key`).",
     401: "Authentication failed: `missing_authentication`, `duplicate_authentication_header`, "
     "`invalid_x_date`, `request_expired`, `unknown_public_key`, `revoked_public_key`, "
     "`invalid_signature`.",
     404: "Not found for this merchant: `product_not_found` (message `Product not found by "
     "merchant and code`), `buyer_not_found`, `order_not_found`, ...",
-    409: "`request_replayed`: this signed request was already used (sign anew, or send an "
+    409: "`request_replayed`: this signed request was already used (the message names the "
+    "order it created; sign anew, or send an "
     "Idempotency-Key to retry safely); `idempotency_key_in_use`: a request with this key "
     "is still being processed.",
     413: "The body is larger than `REQUEST_BODY_LIMIT` (64 KiB by default; "
     "`payload_too_large`, the message names the limit).",
+    415: UNSUPPORTED_ENCODING,
     422: "Invalid headers (`invalid_headers`) or fields (`validation_error`, every bad field "
     "by its path), a rule of the catalog (`coupon_expired`, `coupon_exhausted`, "
     "`price_not_available`, ...), or `idempotency_key_reused`.",
@@ -210,15 +220,17 @@ MERCHANT_ERRORS: dict[int, str] = {
 
 PAYWAY_ERRORS: dict[int, str] = {
     400: "`invalid_parameter` (with `field`), `unknown_parameter`, `json_parser_error`, "
-    "`invalid_content_type_error`, `invalid_idempotency_key` or `idempotency_key_reused`.",
+    "`invalid_content_type_error`, `invalid_content_encoding`, `invalid_idempotency_key` or "
+    "`idempotency_key_reused`.",
     401: "`unauthorized`: the Bearer token is missing, malformed, expired, badly signed or "
     "for an unknown merchant, or the Authorization header was sent more than once.",
-    403: f"`insufficient_scope`: the token does not grant `{ORDER_WRITE_SCOPE}`; "
-    "`origin_not_allowed`: a browser's CORS preflight from an origin not in "
-    "CORS_ALLOWED_ORIGINS.",
+    403: f"`insufficient_scope`: the token does not grant `{ORDER_WRITE_SCOPE}`. (A "
+    "browser's CORS preflight, `OPTIONS`, from an origin not in CORS_ALLOWED_ORIGINS gets "
+    "403 `origin_not_allowed`.)",
     409: "`idempotency_key_in_use`: a request with this Idempotency-Key is still being processed.",
     413: "The body is larger than `REQUEST_BODY_LIMIT` (64 KiB by default; "
     "`payload_too_large`, the message names the limit).",
+    415: UNSUPPORTED_ENCODING,
     503: "The database is unreachable (`database_unavailable`); retry after `Retry-After`.",
 }
 
@@ -239,11 +251,13 @@ MERCHANT_EXAMPLES: dict[int, tuple[str, str, dict[str, list[str]]]] = {
     ),
     409: (
         "request_replayed",
-        "This signed request was already used to create an order; sign each request anew "
-        "(new x-date) or send an Idempotency-Key to retry safely",
+        "This signed request was already used to create order NG1pqx4q; sign each request "
+        "anew (new x-date), or send an Idempotency-Key to retry safely and get the first "
+        "answer again",
         {},
     ),
     413: ("payload_too_large", "Request body is larger than the limit of 64 KiB", {}),
+    415: ("unsupported_content_encoding", UNSUPPORTED_ENCODING_MESSAGE, {}),
     422: (
         "validation_error",
         "The request has invalid fields: product.code",
@@ -266,6 +280,7 @@ PAYWAY_EXAMPLES: dict[int, dict[str, str]] = {
         "code": "payload_too_large",
         "message": "Request body is larger than the limit of 64 KiB",
     },
+    415: {"code": "unsupported_content_encoding", "message": UNSUPPORTED_ENCODING_MESSAGE},
     503: {"code": "database_unavailable", "message": "The database is unavailable; retry shortly"},
 }
 
@@ -315,10 +330,12 @@ OTHER_ERRORS = (
 )
 
 
-def merchant_errors(*statuses: int) -> dict[str, Any]:
-    """The given statuses' responses, and `default` for any other error."""
+def merchant_errors(*statuses: int, described: dict[int, str] | None = None) -> dict[str, Any]:
+    """The given statuses' responses (`described` words some for the operation), and
+    `default` for any other error."""
+    described = described or {}
     return {
-        **{str(status): merchant_error(status) for status in statuses},
+        **{str(status): merchant_error(status, described.get(status)) for status in statuses},
         "default": {
             "description": OTHER_ERRORS,
             "headers": request_id_header(),

@@ -73,6 +73,16 @@ def _body(schema: Any, examples: dict[str, Any]) -> dict[str, Any]:
 
 # --- POST /api/v2/initials/url (initials-url-order-v2.txt) ---------------------------------
 
+INITIALS_ERRORS = {
+    404: "Not found for this merchant: `product_not_found` (message `Product not found by "
+    "merchant and code`).",
+    422: "Invalid headers (`invalid_headers`) or fields (`validation_error`, every bad field "
+    "by its path); `buyer_required` (`x-source: shop` without a buyer); "
+    "`currency_not_available` (no price in `product.currency`); `subbrand_not_found`; "
+    "`coupon_not_found`, `coupon_inactive`, `coupon_not_yet_valid`, `coupon_expired`, "
+    "`coupon_exhausted`, `coupon_currency_not_supported`; `idempotency_key_reused`.",
+}
+
 INITIALS_RESPONSE_EXAMPLE = {  # the document's response, as written
     "data": {
         "url": "https://st-pay-front-eyezy-app-com.dmr308.co/initial-billing/jw1fe2Mz",
@@ -137,12 +147,22 @@ INITIALS = Operation(
                 INITIALS_RESPONSE_EXAMPLE,
                 replayable=True,
             ),
-            **merchant_errors(400, 401, 404, 409, 413, 422, 503),
+            **merchant_errors(400, 401, 404, 409, 413, 415, 422, 503, described=INITIALS_ERRORS),
         },
     },
 )
 
 # --- POST /api/v3/buyers/{buyerId}/oneclick (oneclick-order-v3.txt) -----------------------
+
+ONECLICK_ERRORS = {
+    404: "Not found for this merchant: `buyer_not_found` (the path's buyer), "
+    "`charge_method_not_found`, `subscription_not_found`, `product_not_found`.",
+    422: "Invalid headers (`invalid_headers`) or fields (`validation_error`, every bad field "
+    "by its path, including a field the product's `action` does not take); "
+    "`charge_method_expired`, `charge_method_disabled`, `subscription_not_active`, "
+    "`invalid_upgrade`, `invalid_downgrade`, `renew_product_mismatch`, "
+    "`price_not_available`; `idempotency_key_reused`.",
+}
 
 ANN = "9b2f6c1e-4a57-4f0e-9d0c-2f7a1f0c3b11"  # a buyer of the demo catalog
 ONECLICK_REQUEST_EXAMPLES = {
@@ -210,7 +230,7 @@ ONECLICK = Operation(
                 {"data": {"id": "NG1pqx4q"}, "meta": {"type": "entity"}},  # the document's
                 replayable=True,
             ),
-            **merchant_errors(400, 401, 404, 409, 413, 422, 503),
+            **merchant_errors(400, 401, 404, 409, 413, 415, 422, 503, described=ONECLICK_ERRORS),
         },
     },
 )
@@ -239,7 +259,7 @@ GET_ORDER = Operation(
         ],
         "responses": {
             "200": _ok("The order.", OrderResponseSchema),
-            **merchant_errors(401, 413, 503),
+            **merchant_errors(401, 413, 415, 503),
             # Its own 404: no product or buyer is looked up on a read.
             "404": merchant_error(
                 404,
@@ -307,7 +327,7 @@ ME_ORDER = Operation(
                 {"id": "585a4768edce2c5e6f000001", "order_id": "ADEPRIMO-1234"},
                 replayable=True,
             ),
-            **payway_errors(400, 401, 403, 409, 413, 503),
+            **payway_errors(400, 401, 403, 409, 413, 415, 503),
         },
     },
 )

@@ -13,6 +13,7 @@ from marshmallow import ValidationError
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
 from schemas.me_order import AddressSchema, load_me_order_request
+from schemas.oneclick import OneclickProductSchema
 from service.docs_assets import SWAGGER_UI_DIR
 from service.errors import BadRequest
 from service.openapi import build_openapi, served_operations
@@ -76,6 +77,39 @@ def test_the_address_schema_refuses_what_the_service_refuses(
     assert documented.is_valid(address) is valid
     try:
         AddressSchema().load(address)
+    except ValidationError:
+        assert not valid
+    else:
+        assert valid
+
+
+SUBSCRIPTION = "9b2f6c1e-4a57-4f0e-9d0c-2f7a1f0c3b11"
+
+
+@pytest.mark.parametrize(
+    ("product", "valid"),
+    [
+        ({"action": "purchase", "productCode": "report_pdf"}, True),
+        ({"action": "purchase"}, False),
+        ({"action": "purchase", "productCode": "x", "subscriptionId": SUBSCRIPTION}, False),
+        ({"action": "upgrade", "productCode": "x", "subscriptionId": SUBSCRIPTION}, True),
+        ({"action": "upgrade", "productCode": "x"}, False),
+        ({"action": "downgrade", "subscriptionId": SUBSCRIPTION}, False),
+        ({"action": "downgrade", "productCode": "x", "subscriptionId": SUBSCRIPTION}, True),
+        ({"action": "renew", "subscriptionId": SUBSCRIPTION}, True),
+        ({"action": "renew", "productCode": "x", "subscriptionId": SUBSCRIPTION}, True),
+        ({"action": "renew"}, False),
+        ({"action": "renew", "productCode": "x"}, False),
+        ({"action": "cancel", "productCode": "x"}, False),
+    ],
+)
+def test_the_oneclick_product_schema_takes_per_action_what_the_service_takes(
+    product: dict[str, Any], valid: bool
+) -> None:
+    schema = build_openapi()["components"]["schemas"]["OneclickProduct"]
+    assert Draft202012Validator(schema).is_valid(product) is valid
+    try:
+        OneclickProductSchema().load(product)
     except ValidationError:
         assert not valid
     else:
@@ -221,3 +255,17 @@ async def test_docs_assets_serve_only_the_pages_files(client: Any) -> None:
         missing = await client.get(f"/docs/assets/{name}")
         assert missing.status == 404, name
         assert (await missing.json())["error"]["code"] == "route_not_found"
+
+
+def test_every_order_operation_documents_an_unsupported_content_encoding() -> None:
+    # Each of them reads its body through read_body, which answers 415 for a coding it
+    # cannot decode (tests/contract/test_hostile_input.py).
+    paths = build_openapi()["paths"]
+    for path, method in [
+        ("/api/v2/initials/url", "post"),
+        ("/api/v3/buyers/{buyerId}/oneclick", "post"),
+        ("/api/v3/orders/{orderId}", "get"),
+        ("/external/api/v1/me/order", "post"),
+    ]:
+        response = paths[path][method]["responses"]["415"]
+        assert "unsupported_content_encoding" in response["description"], (path, method)
