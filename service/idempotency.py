@@ -108,10 +108,7 @@ async def claim(
             claim_id,
         )
     if row is None:
-        raise Conflict(
-            "A request with this Idempotency-Key is still being processed; retry later",
-            code="idempotency_key_in_use",
-        )
+        raise _in_use()
     if row["request_hash"] != fingerprint:
         raise reused_error(
             "This Idempotency-Key was used with a different request",
@@ -122,9 +119,16 @@ async def claim(
         return IdempotencyClaim(scope, key, claim_id, stale_seconds)
     if row["status"] == "completed":
         return StoredResponse(row["response_status"], row["response_body"], row["order_id"])
-    raise Conflict(
+    raise _in_use()
+
+
+def _in_use() -> Conflict:
+    # The first request is answered within a few seconds (or its claim goes stale): a
+    # client told when to retry need not guess.
+    return Conflict(
         "A request with this Idempotency-Key is still being processed; retry later",
         code="idempotency_key_in_use",
+        headers={"Retry-After": "1"},
     )
 
 

@@ -170,7 +170,7 @@ HEADERS: dict[str, dict[str, Any]] = {
         "required": True,
     },
     "RetryAfter": {
-        "description": "Seconds to wait before retrying.",
+        "description": "Seconds to wait before retrying (503, and 409 `idempotency_key_in_use`).",
         "schema": {"type": "string"},
     },
 }
@@ -297,7 +297,8 @@ def merchant_error_example(
 
 def _error_headers(status: int, *, payway: bool) -> dict[str, Any]:
     headers = request_id_header()
-    if status == 503:
+    if status in (409, 503):
+        # 409: only with idempotency_key_in_use.
         headers["Retry-After"] = ref("headers", "RetryAfter")
     if payway and status in (401, 403):
         headers["WWW-Authenticate"] = ref("headers", "WWWAuthenticate")

@@ -472,6 +472,8 @@ async def test_a_claim_younger_than_the_stale_limit_still_holds_its_key(
     response = await send(client, retry)
     assert response.status == 409
     assert (await response.json())["error"]["code"] == "idempotency_key_in_use"
+    # When to try again, as for a 503.
+    assert response.headers["Retry-After"] == "1"
     assert await written_by_sequence(sequence) == Written(orders=0, events=0)
 
 
