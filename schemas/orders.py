@@ -43,7 +43,7 @@ class AutochargeSchema(Schema):
 class OrderSchema(Schema):
     id = fields.String(required=True)
     reference = fields.String(allow_none=True, required=True)
-    status = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(("created",)))
     family = fields.String(required=True, validate=validate.OneOf(FAMILIES))
     items = fields.List(fields.Nested(OrderItemSchema), required=True)
     currency = fields.String(required=True)
@@ -56,7 +56,15 @@ class OrderSchema(Schema):
     paymentUrl = fields.String(allow_none=True, required=True)
     sequence = fields.String(allow_none=True, required=True)
     buyerId = fields.String(allow_none=True, required=True)
-    buyer = fields.Dict(allow_none=True, required=True)
+    buyer = fields.Dict(
+        allow_none=True,
+        required=True,
+        metadata={
+            "description": "initials_url: the request's buyer as stored, keys `id`, "
+            "`email`, `firstName`, `lastName`, `country`, `locale` (each may be null); "
+            "null when none was sent, and for the other families."
+        },
+    )
     chargeMethodId = fields.String(allow_none=True, required=True)
     customerAccount = fields.String(allow_none=True, required=True)
     buyerIp = fields.String(allow_none=True, required=True)
@@ -64,7 +72,16 @@ class OrderSchema(Schema):
     sourceId = fields.String(allow_none=True, required=True)
     googleAnalyticsClientId = fields.String(allow_none=True, required=True)
     metaData = MetaData(allow_none=True, required=True)
-    details = fields.Dict(allow_none=True, required=True)
+    details = fields.Dict(
+        allow_none=True,
+        required=True,
+        metadata={
+            "description": "me_order: `period_id`, `payment_method`, `start_date`, "
+            "`browser_ip`, `language`, `user_agent`, `receipt_url`, `traffic_source`, "
+            "`merchant_reference`, `invoice_delivery_method` and `address` (the one "
+            "given, else the customer's default); null for the other families."
+        },
+    )
     createdAt = fields.String(required=True, metadata={"format": "date-time"})
 
 

@@ -252,8 +252,13 @@ GET_ORDER = Operation(
                 "name": "orderId",
                 "in": "path",
                 "required": True,
-                "description": "8 base62 characters, or 24 hex digits (Payway-style orders).",
-                "schema": {"type": "string", "example": "NG1pqx4q"},
+                "description": "8 base62 characters, or 24 lower-case hex digits "
+                "(Payway-style orders).",
+                "schema": {
+                    "type": "string",
+                    "pattern": "^([A-Za-z0-9]{8}|[a-f0-9]{24})$",
+                    "example": "NG1pqx4q",
+                },
             },
             param("XRequestId"),
         ],
