@@ -26,7 +26,8 @@ ORDERS_CREATED = Counter(
 )
 ORDER_WRITE_BATCH_SIZE = Histogram(
     "order_service_order_write_batch_size",
-    "Orders written together in one transaction (group commit); 1 is an order alone.",
+    "Orders sent to PostgreSQL together, in one transaction (group commit); 1 is an order "
+    "alone. A transaction PostgreSQL refused counts too.",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 500),
 )
 ORDER_BATCHES_WRITTEN_ALONE = Counter(
