@@ -52,6 +52,18 @@ async def stored(db: asyncpg.Connection, orders: list[PreparedOrder]) -> set[str
     return {row["id"] for row in rows}
 
 
+async def write_at_once(
+    pool: asyncpg.Pool, orders: list[PreparedOrder], max_batch: int = 32
+) -> list[Any]:
+    """The orders handed to one writer at once (all queued before the writer task runs
+    again); each one's answer, or its exception."""
+    writer = OrderWriter(pool, writers=1, max_batch=max_batch, queue_timeout=5.0)
+    async with writer.running():
+        return await asyncio.gather(
+            *(writer.place_order(args_of(order)) for order in orders), return_exceptions=True
+        )
+
+
 @pytest.fixture
 async def small_pool(config: Config) -> AsyncIterator[asyncpg.Pool]:
     """One connection, so that a test holding it holds up the writer."""
@@ -64,10 +76,7 @@ async def test_orders_waiting_together_are_written_in_one_transaction(
     pool: asyncpg.Pool, db: asyncpg.Connection, config: Config
 ) -> None:
     orders = await orders_of(db, 8, config)
-    writer = OrderWriter(pool, writers=1, max_batch=32, queue_timeout=5.0)
-    async with writer.running():
-        # All eight are queued before the writer task runs again.
-        references = await asyncio.gather(*(writer.place_order(args_of(o)) for o in orders))
+    references = await write_at_once(pool, orders)
     assert references == [None] * 8
     assert await stored(db, orders) == {order.row["id"] for order in orders}
     assert await transactions_of(db, orders) == 1
@@ -82,9 +91,7 @@ async def test_a_batch_is_at_most_max_batch_orders(
     pool: asyncpg.Pool, db: asyncpg.Connection, config: Config
 ) -> None:
     orders = await orders_of(db, 6, config)
-    writer = OrderWriter(pool, writers=1, max_batch=2, queue_timeout=5.0)
-    async with writer.running():
-        await asyncio.gather(*(writer.place_order(args_of(o)) for o in orders))
+    await write_at_once(pool, orders, max_batch=2)
     assert await transactions_of(db, orders) == 3
 
 
@@ -96,11 +103,7 @@ async def test_one_refused_order_fails_none_of_the_others(
     for order in orders[1:3]:
         order.row["request_token"] = "token-sent-twice"
     alone_before = REGISTRY.get_sample_value(ALONE_BATCHES) or 0.0
-    writer = OrderWriter(pool, writers=1, max_batch=32, queue_timeout=5.0)
-    async with writer.running():
-        results = await asyncio.gather(
-            *(writer.place_order(args_of(o)) for o in orders), return_exceptions=True
-        )
+    results = await write_at_once(pool, orders)
     refused = [r for r in results if isinstance(r, BaseException)]
     assert len(refused) == 1
     assert isinstance(refused[0], asyncpg.UniqueViolationError)
