@@ -11,10 +11,11 @@ orders arrive faster than the writers finish.
 A batch commits or rolls back as a whole, and its orders are answered only after the
 commit. When PostgreSQL refuses a batch for something one of its orders did (a replayed
 request token, an order id drawn twice, an exhausted coupon, a lost Idempotency-Key
-claim, a deadlock with another batch), nothing of it was written, and each of its orders
-is written again alone: each gets its own answer, and no order is refused for another's
-fault. When the database cannot be reached, every order of the batch gets that error
-(503; nothing was written, or an Idempotency-Key retry finds what was).
+claim, a deadlock with another batch, a statement timeout), nothing of it was written,
+and each of its orders is written again alone: each gets its own answer, and no order is
+refused for another's fault. When the database cannot be reached, every order of the
+batch gets that error (503; nothing was written, or an Idempotency-Key retry finds what
+was).
 """
 
 from __future__ import annotations
@@ -174,13 +175,15 @@ class OrderWriter:
                     references = await conn.fetch(
                         queries.place_orders, [_batch_entry(pending.args) for pending in batch]
                     )
+                except asyncpg.QueryCanceledError as exc:
+                    # The statement timeout, most often one order waiting for a row another
+                    # transaction holds (its coupon): like a refusal, the others go alone.
+                    await self._write_each_alone(conn, batch, exc)
+                    return
                 except DATABASE_DOWN:
                     raise
                 except asyncpg.PostgresError as exc:
-                    ORDER_BATCHES_WRITTEN_ALONE.inc()
-                    log.info("order_batch_written_alone", orders=len(batch), error=repr(exc))
-                    for pending in batch:
-                        await _write_alone(conn, pending)
+                    await self._write_each_alone(conn, batch, exc)
                     return
         except DATABASE_DOWN as exc:
             for pending in batch:
@@ -191,10 +194,24 @@ class OrderWriter:
             if not pending.result.done():
                 pending.result.set_result(row["reference"])
 
+    @staticmethod
+    async def _write_each_alone(
+        conn: asyncpg.Connection, batch: list[_Pending], refused: Exception
+    ) -> None:
+        ORDER_BATCHES_WRITTEN_ALONE.inc()
+        log.info("order_batch_written_alone", orders=len(batch), error=repr(refused))
+        for pending in batch:
+            await _write_alone(conn, pending)
+
 
 async def _write_alone(conn: asyncpg.Connection, pending: _Pending) -> None:
     try:
         reference = await conn.fetchval(queries.place_order, *pending.args)
+    except asyncpg.QueryCanceledError as exc:
+        # This order's own statement timed out; the next ones of a batch still go.
+        if not pending.result.done():
+            pending.result.set_exception(exc)
+        return
     except DATABASE_DOWN:
         raise
     except asyncpg.PostgresError as exc:

@@ -114,6 +114,31 @@ async def test_one_refused_order_fails_none_of_the_others(
     assert (REGISTRY.get_sample_value(ALONE_BATCHES) or 0.0) == alone_before + 1
 
 
+async def test_an_order_waiting_out_the_statement_timeout_fails_alone(
+    db: asyncpg.Connection, config: Config
+) -> None:
+    # One order of the batch counts a coupon whose row another transaction holds: the
+    # batch's statement times out, and only that order fails; the others are written.
+    orders = await orders_of(db, 3, config)
+    coupon = f"HELD{uuid.uuid4().hex[:8].upper()}"
+    coupon_id = await db.fetchval(
+        "INSERT INTO coupons (merchant_id, code, percent_off) VALUES ($1, $2, 10) RETURNING id",
+        orders[1].row["merchant_id"],
+        coupon,
+    )
+    orders[1].row.update(coupon_id=coupon_id, coupon_code=coupon)
+    pool = await create_pool(replace(config, db_statement_timeout_ms=300))
+    try:
+        async with db.transaction():
+            await db.execute("SELECT 1 FROM coupons WHERE id = $1 FOR UPDATE", coupon_id)
+            results = await write_at_once(pool, orders)
+    finally:
+        await pool.close()
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], asyncpg.QueryCanceledError)
+    assert await stored(db, orders) == {orders[0].row["id"], orders[2].row["id"]}
+
+
 async def test_a_stored_idempotent_response_keeps_its_key_order_in_a_batch(
     pool: asyncpg.Pool, db: asyncpg.Connection, config: Config
 ) -> None:
