@@ -200,18 +200,21 @@ class OrderWriter:
     ) -> None:
         ORDER_BATCHES_WRITTEN_ALONE.inc()
         log.info("order_batch_written_alone", orders=len(batch), error=repr(refused))
-        for pending in batch:
-            await _write_alone(conn, pending)
+        for n, pending in enumerate(batch):
+            try:
+                await _write_alone(conn, pending)
+            except asyncpg.QueryCanceledError as exc:
+                # This order timed out too. Going on could cost each of the rest a whole
+                # statement timeout more (a database too busy for any): they get it now.
+                for rest in batch[n:]:
+                    if not rest.result.done():
+                        rest.result.set_exception(exc)
+                return
 
 
 async def _write_alone(conn: asyncpg.Connection, pending: _Pending) -> None:
     try:
         reference = await conn.fetchval(queries.place_order, *pending.args)
-    except asyncpg.QueryCanceledError as exc:
-        # This order's own statement timed out; the next ones of a batch still go.
-        if not pending.result.done():
-            pending.result.set_exception(exc)
-        return
     except DATABASE_DOWN:
         raise
     except asyncpg.PostgresError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -114,29 +115,37 @@ async def test_one_refused_order_fails_none_of_the_others(
     assert (REGISTRY.get_sample_value(ALONE_BATCHES) or 0.0) == alone_before + 1
 
 
-async def test_an_order_waiting_out_the_statement_timeout_fails_alone(
+async def test_orders_waiting_out_the_statement_timeout_fail_alone(
     db: asyncpg.Connection, config: Config
 ) -> None:
-    # One order of the batch counts a coupon whose row another transaction holds: the
-    # batch's statement times out, and only that order fails; the others are written.
-    orders = await orders_of(db, 3, config)
+    # Two orders of the batch count a coupon whose row another transaction holds: the
+    # batch's statement times out; the others are written alone; the first of the two
+    # times out again, and the second gets that answer at once rather than one more wait.
+    timeout = 1.0
+    orders = await orders_of(db, 4, config)
     coupon = f"HELD{uuid.uuid4().hex[:8].upper()}"
     coupon_id = await db.fetchval(
         "INSERT INTO coupons (merchant_id, code, percent_off) VALUES ($1, $2, 10) RETURNING id",
         orders[1].row["merchant_id"],
         coupon,
     )
-    orders[1].row.update(coupon_id=coupon_id, coupon_code=coupon)
-    pool = await create_pool(replace(config, db_statement_timeout_ms=300))
+    for held in (orders[1], orders[3]):
+        held.row.update(coupon_id=coupon_id, coupon_code=coupon)
+    pool = await create_pool(replace(config, db_statement_timeout_ms=int(timeout * 1000)))
     try:
         async with db.transaction():
             await db.execute("SELECT 1 FROM coupons WHERE id = $1 FOR UPDATE", coupon_id)
+            started = time.monotonic()
             results = await write_at_once(pool, orders)
+            elapsed = time.monotonic() - started
     finally:
         await pool.close()
     assert results[0] is None and results[2] is None
     assert isinstance(results[1], asyncpg.QueryCanceledError)
+    assert isinstance(results[3], asyncpg.QueryCanceledError)
     assert await stored(db, orders) == {orders[0].row["id"], orders[2].row["id"]}
+    # The batch's timeout and one order's, not a third.
+    assert 2 * timeout <= elapsed < 2.7 * timeout, elapsed
 
 
 async def test_a_stored_idempotent_response_keeps_its_key_order_in_a_batch(
