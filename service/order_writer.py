@@ -21,7 +21,6 @@ was).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -41,13 +40,15 @@ log = structlog.get_logger(__name__)
 # scope, key, response status, response body and claim id.
 PlaceOrderArgs = tuple[Any, Any, Any, Any, Any, Any, Any, Any]
 ROW, BODY = 0, 6
+DEADLOCK_ATTEMPTS = 3
 
 
 @dataclass(slots=True)
 class _Pending:
     args: PlaceOrderArgs
-    enqueued: float
     result: asyncio.Future[str | None]
+    # Fails the order with TimeoutError if no writer has taken it by then.
+    expiry: asyncio.TimerHandle | None = None
 
 
 class OrderWriter:
@@ -96,12 +97,16 @@ class OrderWriter:
             async with self._pool.acquire() as conn:
                 reference: str | None = await conn.fetchval(queries.place_order, *args)
                 return reference
-        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[str | None] = loop.create_future()
         self._unanswered.add(future)
         future.add_done_callback(self._unanswered.discard)
-        self._queue.put_nowait(_Pending(args, time.monotonic(), future))
+        pending = _Pending(args, future)
+        pending.expiry = loop.call_later(self._queue_timeout, _expire, future)
+        self._queue.put_nowait(pending)
         # A request cancelled while its order is queued cancels the future, and the order
-        # is skipped; once a writer has taken it, it is written and the answer dropped.
+        # is skipped. Once a writer has taken it, it is written (unless its batch has not
+        # started when every request of it is gone) and the answer dropped.
         return await future
 
     @asynccontextmanager
@@ -147,18 +152,17 @@ class OrderWriter:
                     if not pending.result.done():
                         pending.result.set_exception(RuntimeError("order writer failed"))
 
-    def _still_wanted(self, batch: list[_Pending]) -> list[_Pending]:
-        """The orders to write: not cancelled by their request, not queued too long; in
-        the order of the rows they lock, so two batches never wait for each other's."""
-        expired = time.monotonic() - self._queue_timeout
+    @staticmethod
+    def _still_wanted(batch: list[_Pending]) -> list[_Pending]:
+        """The orders to write, taken (their queue deadline no longer runs): not cancelled
+        by their request, not expired in the queue; in the order of the rows they lock, so
+        that two batches do not wait for each other's."""
         wanted = []
         for pending in batch:
-            if pending.result.done():
-                continue
-            if pending.enqueued < expired:
-                pending.result.set_exception(TimeoutError("no database connection in time"))
-                continue
-            wanted.append(pending)
+            if pending.expiry is not None:
+                pending.expiry.cancel()
+            if not pending.result.done():
+                wanted.append(pending)
         wanted.sort(key=_lock_order)
         return wanted
 
@@ -201,6 +205,9 @@ class OrderWriter:
         ORDER_BATCHES_WRITTEN_ALONE.inc()
         log.info("order_batch_written_alone", orders=len(batch), error=repr(refused))
         for n, pending in enumerate(batch):
+            if pending.result.done():
+                # Its request is gone (cut off at shutdown): not written after all.
+                continue
             try:
                 await _write_alone(conn, pending)
             except asyncpg.QueryCanceledError as exc:
@@ -213,21 +220,37 @@ class OrderWriter:
 
 
 async def _write_alone(conn: asyncpg.Connection, pending: _Pending) -> None:
-    try:
-        reference = await conn.fetchval(queries.place_order, *pending.args)
-    except DATABASE_DOWN:
-        raise
-    except asyncpg.PostgresError as exc:
+    for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+        try:
+            reference = await conn.fetchval(queries.place_order, *pending.args)
+        except asyncpg.DeadlockDetectedError as exc:
+            # Chosen as the victim against a batch (an order waiting on a replayed token
+            # the batch wrote, say): rolled back whole, so written again.
+            if attempt < DEADLOCK_ATTEMPTS:
+                continue
+            if not pending.result.done():
+                pending.result.set_exception(exc)
+            return
+        except DATABASE_DOWN:
+            raise
+        except asyncpg.PostgresError as exc:
+            if not pending.result.done():
+                pending.result.set_exception(exc)
+            return
         if not pending.result.done():
-            pending.result.set_exception(exc)
+            pending.result.set_result(reference)
         return
-    if not pending.result.done():
-        pending.result.set_result(reference)
+
+
+def _expire(future: asyncio.Future[str | None]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError("no order writer took the order in time"))
 
 
 def _lock_order(pending: _Pending) -> tuple[int, int, str]:
-    """The rows an order locks besides its own: its coupon (counted) or its customer
-    (upserted). Every batch takes customers first, then coupons, each in key order."""
+    """The rows an order locks besides its own: its coupon (counted; initials orders) or
+    its customer (upserted; me_order orders), never both. Every batch takes customers
+    first, then coupons, each in key order."""
     row = pending.args[ROW]
     return row.get("coupon_id") or 0, row["merchant_id"], row.get("customer_account") or ""
 
