@@ -105,8 +105,8 @@ class OrderWriter:
         pending.expiry = loop.call_later(self._queue_timeout, _expire, future)
         self._queue.put_nowait(pending)
         # A request cancelled while its order is queued cancels the future, and the order
-        # is skipped. Once a writer has taken it, it is written (unless its batch has not
-        # started when every request of it is gone) and the answer dropped.
+        # is skipped. Once a writer has taken it, it is written and the answer dropped
+        # (unless its batch is refused and written one by one: then it is skipped too).
         return await future
 
     @asynccontextmanager
