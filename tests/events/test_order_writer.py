@@ -9,7 +9,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -63,6 +63,21 @@ async def write_at_once(
         return await asyncio.gather(
             *(writer.place_order(args_of(order)) for order in orders), return_exceptions=True
         )
+
+
+@asynccontextmanager
+async def stuck_writer(
+    pool: asyncpg.Pool, first: PreparedOrder, *, queue_timeout: float
+) -> AsyncIterator[OrderWriter]:
+    """A running writer that has taken `first` and waits for the pool's only connection,
+    held here until the block ends; `first` is then written."""
+    writer = OrderWriter(pool, writers=1, max_batch=32, queue_timeout=queue_timeout)
+    async with writer.running():
+        async with pool.acquire():
+            written = asyncio.create_task(writer.place_order(args_of(first)))
+            await until(lambda: writer_is_waiting(pool))
+            yield writer
+        assert await written is None
 
 
 @pytest.fixture
@@ -184,16 +199,10 @@ async def test_an_order_cancelled_while_queued_is_not_written(
     small_pool: asyncpg.Pool, db: asyncpg.Connection, config: Config
 ) -> None:
     first, cancelled = await orders_of(db, 2, config)
-    writer = OrderWriter(small_pool, writers=1, max_batch=32, queue_timeout=10.0)
-    async with writer.running():
-        async with small_pool.acquire():
-            # The writer takes the first order and waits for the connection held here.
-            written = asyncio.create_task(writer.place_order(args_of(first)))
-            await until(lambda: writer_is_waiting(small_pool))
-            queued = asyncio.create_task(writer.place_order(args_of(cancelled)))
-            await until(lambda: writer.queued == 1)
-            queued.cancel()
-        assert await written is None
+    async with stuck_writer(small_pool, first, queue_timeout=10.0) as writer:
+        queued = asyncio.create_task(writer.place_order(args_of(cancelled)))
+        await until(lambda: writer.queued == 1)
+        queued.cancel()
     with pytest.raises(asyncio.CancelledError):
         await queued
     assert await stored(db, [first, cancelled]) == {first.row["id"]}
@@ -203,15 +212,10 @@ async def test_an_order_no_writer_takes_in_time_gets_a_timeout_and_is_not_writte
     small_pool: asyncpg.Pool, db: asyncpg.Connection, config: Config
 ) -> None:
     first, late = await orders_of(db, 2, config)
-    writer = OrderWriter(small_pool, writers=1, max_batch=32, queue_timeout=0.2)
-    async with writer.running():
-        async with small_pool.acquire():
-            written = asyncio.create_task(writer.place_order(args_of(first)))
-            await until(lambda: writer_is_waiting(small_pool))
-            # Answered while the only writer is still stuck, not when it gets free.
-            with pytest.raises(TimeoutError):
-                await writer.place_order(args_of(late))
-        assert await written is None
+    async with stuck_writer(small_pool, first, queue_timeout=0.2) as writer:
+        # Answered while the only writer is still stuck, not when it gets free.
+        with pytest.raises(TimeoutError):
+            await writer.place_order(args_of(late))
     assert await stored(db, [first, late]) == {first.row["id"]}
 
 
