@@ -36,6 +36,7 @@ REQUEST_ID_HEADER = headers.REQUEST_ID
 # The codings aiohttp decodes (br and zstd through Brotli and backports.zstd): with any
 # other, the handler would get the body still encoded.
 DECODED_CONTENT_ENCODINGS = frozenset({"identity", "gzip", "deflate", "br", "zstd"})
+UNSUPPORTED_ENCODING_MESSAGE = "Content-Encoding must be one of identity, gzip, deflate, br or zstd"
 # JSON is UTF-8 (RFC 8259); a body declared in another charset would be misread.
 UTF_8 = frozenset({"utf-8", "utf8"})
 # A caller's X-Request-ID is kept only if it is 1 to 200 visible ASCII characters: it is
@@ -171,7 +172,7 @@ async def read_body(request: web.Request) -> bytes:
     encoding = request.headers.get(hdrs.CONTENT_ENCODING)
     if encoding is not None and encoding.strip().lower() not in DECODED_CONTENT_ENCODINGS:
         raise ApiError(
-            "Content-Encoding must be one of identity, gzip, deflate, br or zstd",
+            UNSUPPORTED_ENCODING_MESSAGE,
             code="unsupported_content_encoding",
             status=415,
         )

@@ -134,8 +134,7 @@ class OrderWriter:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._tasks = []
             for future in list(self._unanswered):
-                if not future.done():
-                    future.set_exception(TimeoutError("shut down before written"))
+                _fail(future, TimeoutError("shut down before written"))
 
     async def _write_forever(self) -> None:
         while True:
@@ -149,8 +148,7 @@ class OrderWriter:
                 # and the writer must outlive it.
                 log.exception("order_writer_failed", orders=len(batch))
                 for pending in batch:
-                    if not pending.result.done():
-                        pending.result.set_exception(RuntimeError("order writer failed"))
+                    _fail(pending.result, RuntimeError("order writer failed"))
 
     @staticmethod
     def _still_wanted(batch: list[_Pending]) -> list[_Pending]:
@@ -179,24 +177,17 @@ class OrderWriter:
                     references = await conn.fetch(
                         queries.place_orders, [_batch_entry(pending.args) for pending in batch]
                     )
-                except asyncpg.QueryCanceledError as exc:
-                    # The statement timeout, most often one order waiting for a row another
-                    # transaction holds (its coupon): like a refusal, the others go alone.
-                    await self._write_each_alone(conn, batch, exc)
-                    return
-                except DATABASE_DOWN:
-                    raise
-                except asyncpg.PostgresError as exc:
+                except Exception as exc:
+                    if not _refused_for_an_order(exc):
+                        raise
                     await self._write_each_alone(conn, batch, exc)
                     return
         except DATABASE_DOWN as exc:
             for pending in batch:
-                if not pending.result.done():
-                    pending.result.set_exception(exc)
+                _fail(pending.result, exc)
             return
         for pending, row in zip(batch, references, strict=True):
-            if not pending.result.done():
-                pending.result.set_result(row["reference"])
+            _answer(pending.result, row["reference"])
 
     @staticmethod
     async def _write_each_alone(
@@ -214,37 +205,49 @@ class OrderWriter:
                 # This order timed out too. Going on could cost each of the rest a whole
                 # statement timeout more (a database too busy for any): they get it now.
                 for rest in batch[n:]:
-                    if not rest.result.done():
-                        rest.result.set_exception(exc)
+                    _fail(rest.result, exc)
                 return
 
 
 async def _write_alone(conn: asyncpg.Connection, pending: _Pending) -> None:
     for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
         try:
-            reference = await conn.fetchval(queries.place_order, *pending.args)
+            _answer(pending.result, await conn.fetchval(queries.place_order, *pending.args))
+            return
         except asyncpg.DeadlockDetectedError as exc:
             # Chosen as the victim against a batch (an order waiting on a replayed token
             # the batch wrote, say): rolled back whole, so written again.
-            if attempt < DEADLOCK_ATTEMPTS:
-                continue
-            if not pending.result.done():
-                pending.result.set_exception(exc)
-            return
+            if attempt == DEADLOCK_ATTEMPTS:
+                _fail(pending.result, exc)
         except DATABASE_DOWN:
             raise
         except asyncpg.PostgresError as exc:
-            if not pending.result.done():
-                pending.result.set_exception(exc)
+            _fail(pending.result, exc)
             return
-        if not pending.result.done():
-            pending.result.set_result(reference)
-        return
+
+
+def _refused_for_an_order(exc: Exception) -> bool:
+    """PostgreSQL refused a batch for what one of its orders did, including the statement
+    timeout (most often one order waiting for a row another transaction holds, its
+    coupon), rather than for being out of reach."""
+    if isinstance(exc, asyncpg.QueryCanceledError):
+        return True
+    return isinstance(exc, asyncpg.PostgresError) and not isinstance(exc, DATABASE_DOWN)
+
+
+# A future answers once: a request cancelled (or expired) in the meantime keeps its answer.
+def _answer(future: asyncio.Future[str | None], reference: str | None) -> None:
+    if not future.done():
+        future.set_result(reference)
+
+
+def _fail(future: asyncio.Future[str | None], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
 
 
 def _expire(future: asyncio.Future[str | None]) -> None:
-    if not future.done():
-        future.set_exception(TimeoutError("no order writer took the order in time"))
+    _fail(future, TimeoutError("no order writer took the order in time"))
 
 
 def _lock_order(pending: _Pending) -> tuple[int, int, str]:

@@ -55,12 +55,10 @@ def authenticate(
                 code="duplicate_authentication_header",
                 fields={f"headers.{name}": ["must be sent once"]},
             )
-    public_key = headers.get("x-public-key")
-    x_date = headers.get("x-date")
-    token = headers.get("x-token")
+    public_key, x_date, token = (headers.get(name) for name in AUTHENTICATION_HEADERS)
     missing = [
         name
-        for name, value in (("x-public-key", public_key), ("x-date", x_date), ("x-token", token))
+        for name, value in zip(AUTHENTICATION_HEADERS, (public_key, x_date, token), strict=True)
         if not value
     ]
     if missing or public_key is None or x_date is None or token is None:

@@ -13,7 +13,7 @@ from schemas.errors import (
 )
 from service.auth.bearer import ORDER_WRITE_SCOPE
 from service.idempotency import MAX_KEY_LENGTH
-from service.middleware import REQUEST_ID_HEADER
+from service.middleware import REQUEST_ID_HEADER, UNSUPPORTED_ENCODING_MESSAGE
 from service.pipeline import IDEMPOTENCY_HEADER, REPLAYED_HEADER
 
 JSON = "application/json"
@@ -189,7 +189,6 @@ def request_id_header() -> dict[str, Any]:
     return {REQUEST_ID_HEADER: ref("headers", "XRequestId")}
 
 
-UNSUPPORTED_ENCODING_MESSAGE = "Content-Encoding must be one of identity, gzip, deflate, br or zstd"
 UNSUPPORTED_ENCODING = (
     "`unsupported_content_encoding`: the body comes in a Content-Encoding other than "
     "identity, gzip, deflate, br or zstd."

@@ -32,6 +32,7 @@ from tests.contract.conftest import (
     signed,
 )
 from tests.events.conftest import prepared_order
+from tests.support.locks import until_lock_waits
 
 WrittenBy = Callable[[str], Awaitable[Written]]
 Bearer = Callable[[str], dict[str, str]]
@@ -413,21 +414,12 @@ async def test_a_retry_racing_the_takeover_of_an_expired_key_never_gets_the_old_
                 )
             )
             # The second statement waits for the row the first one took over.
-            await until_waiting_for_a_lock(db)
+            await until_lock_waits(db)
         with pytest.raises(Conflict) as refused:
             await second
         assert refused.value.code == "idempotency_key_in_use"
     finally:
         await pool.close()
-
-
-async def until_waiting_for_a_lock(db: asyncpg.Connection) -> None:
-    async with asyncio.timeout(10):
-        # A wait for another transaction's row lock is on its transaction id.
-        while not await db.fetchval(
-            "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'"
-        ):
-            await asyncio.sleep(0.01)
 
 
 async def test_a_stale_claim_of_a_dead_request_is_taken_over(

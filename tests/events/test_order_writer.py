@@ -22,6 +22,7 @@ from service.db import create_pool
 from service.order_store import PreparedOrder
 from service.order_writer import OrderWriter, PlaceOrderArgs
 from tests.events.conftest import prepared_order
+from tests.support.locks import until_lock_waits
 
 ALONE_BATCHES = "order_service_order_batches_written_alone_total"
 
@@ -284,18 +285,6 @@ async def customer_order(
     if coupon:
         order.row.update(coupon_id=coupon[0], coupon_code=coupon[1])
     return order
-
-
-async def until_lock_waits(db: asyncpg.Connection, count: int) -> None:
-    async with asyncio.timeout(10):
-        while (
-            await db.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND datname = current_database()"
-            )
-            < count
-        ):
-            await asyncio.sleep(0.01)
 
 
 async def test_shutdown_writes_what_is_queued(
