@@ -43,6 +43,8 @@ UTF_8 = frozenset({"utf-8", "utf8"})
 # echoed in a header and written to every log line of the request.
 _CALLER_REQUEST_ID = re.compile(r"[!-~]{1,200}")
 PAYWAY_PREFIX = "/external/"
+# Sent instead of aiohttp's default, which names the Python and aiohttp versions.
+SERVER_NAME = "order-service"
 
 
 def new_request_id() -> str:
@@ -142,6 +144,7 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
             request_id,
         )
     response.headers[REQUEST_ID_HEADER] = request_id
+    response.headers[hdrs.SERVER] = SERVER_NAME
     if customer_cors:
         cors.allow_reading(request, response, cors_origins)
     _account(request, response.status, started)

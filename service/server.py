@@ -90,6 +90,7 @@ async def serve_worker(config: Config, port: int, *, reuse_port: bool) -> int:
 
     from service.app import create_app
     from service.heap import freeze_startup_heap
+    from service.http_protocol import OrderServiceRunner
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -99,7 +100,7 @@ async def serve_worker(config: Config, port: int, *, reuse_port: bool) -> int:
     # aiohttp waits for a request in flight twice: up to its shutdown_timeout, then (after
     # cancelling only the request's body) up to shutdown_timeout again before it cancels
     # the handler. Half of SHUTDOWN_TIMEOUT each makes the whole wait SHUTDOWN_TIMEOUT.
-    runner = web.AppRunner(
+    runner = OrderServiceRunner(
         create_app(config), access_log=None, shutdown_timeout=config.shutdown_timeout / 2
     )
     await runner.setup()

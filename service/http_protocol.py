@@ -1,0 +1,90 @@
+"""Answers for requests the app never sees. A request aiohttp cannot parse (a bad header
+line, a bad chunk size, two Content-Lengths) or an error raised outside the middleware is
+answered by aiohttp itself: plain text, and a traceback logged at error level. Here they
+get the JSON error body of the merchant families (the path of an unparseable request is
+not known, so no family can be picked from it) and one log line without a traceback for
+a client's mistake, so garbage from a client neither breaks a JSON client nor pages the
+operator on call."""
+
+from __future__ import annotations
+
+import structlog
+from aiohttp import hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
+
+from service.errors import ApiError
+from service.middleware import (
+    REQUEST_ID_HEADER,
+    SERVER_NAME,
+    json_dumps,
+    merchant_error_body,
+    new_request_id,
+)
+from service.request_metrics import observe_request
+
+log = structlog.get_logger(__name__)
+
+
+def malformed_request_error(status: int, exc: BaseException | None) -> ApiError:
+    """The error for a request aiohttp refused while reading it, named by the parser's
+    first line ("Invalid header token", "Duplicate Content-Length", ...)."""
+    reason = exc.message if isinstance(exc, HttpProcessingError) else ""
+    first_line = (reason or "").strip().splitlines()[0:1]
+    detail = first_line[0].rstrip(":") if first_line else "unreadable request"
+    return ApiError(
+        f"Malformed HTTP request: {detail}", code="malformed_http_request", status=status
+    )
+
+
+class JsonErrorRequestHandler(RequestHandler):
+    """aiohttp's connection handler, with its error answers in the service's format."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        request_id = new_request_id()
+        if status < 500:
+            error = malformed_request_error(status, exc)
+            log.warning(
+                "malformed_http_request",
+                request_id=request_id,
+                status=status,
+                error=error.message,
+                remote=request.remote,
+            )
+        else:
+            error = ApiError("Internal error; it has been logged", code="internal_error")
+            error.status = status
+            log.error("unhandled_error", request_id=request_id, status=status, exc_info=exc)
+        observe_request("unmatched", "OTHER", status, 0.0)
+        if request.writer.output_size > 0:
+            # Part of an answer is out already: the connection is broken, as aiohttp says.
+            raise ConnectionError("Response already started; cannot send the error")
+        response = web.json_response(
+            merchant_error_body(error, request_id), status=status, dumps=json_dumps
+        )
+        response.headers[REQUEST_ID_HEADER] = request_id
+        response.headers[hdrs.SERVER] = SERVER_NAME
+        response.force_close()
+        return response
+
+
+class JsonErrorServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return JsonErrorRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class OrderServiceRunner(web.AppRunner):
+    """`web.AppRunner` whose connections answer aiohttp's own errors in JSON."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        # The app builds its Server with private arguments of its own; swapping the class
+        # keeps them and changes only which connection handler it makes.
+        server.__class__ = JsonErrorServer
+        return server

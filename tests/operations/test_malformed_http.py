@@ -1,0 +1,74 @@
+"""Requests aiohttp cannot parse never reach the middleware. A real `serve` process answers
+them in the JSON error format, logs one warning without a traceback, and names itself
+without the Python and aiohttp versions."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+
+from tests.operations.conftest import Launch
+
+MALFORMED = [
+    (b"Content-Length: abc\r\n\r\n", "Invalid character in Content-Length"),
+    (b"Bad Header\r\n\r\n", "Invalid header token"),
+    (b"Transfer-Encoding: chunked\r\n\r\nzz\r\n\r\n", "Invalid character in chunk size"),
+    (b"Content-Length: 5\r\nContent-Length: 6\r\n\r\nabcdef", "Duplicate Content-Length"),
+]
+
+
+async def exchange(port: int, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Sends `raw` as it is and reads the answer until the server closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(raw)
+    await writer.drain()
+    response = await reader.read()
+    writer.close()
+    head, _, body = response.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode().split("\r\n")
+    found = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        found[name.strip().lower()] = value.strip()
+    return int(status_line.split(" ", 2)[1]), found, body
+
+
+@pytest.mark.parametrize(("tail", "reason"), MALFORMED)
+async def test_unparseable_request_gets_a_json_error_and_a_warning(
+    launch: Launch, tail: bytes, reason: str
+) -> None:
+    service = await launch("serve", "--workers", "1")
+    port = await service.serving_port()
+    head = b"POST /api/v2/initials/url HTTP/1.1\r\nHost: test\r\n"
+    status, found, body = await exchange(port, head + tail)
+
+    assert status == 400
+    assert found["content-type"].startswith("application/json")
+    assert found["server"] == "order-service"
+    error = orjson.loads(body)
+    assert error["error"] == {
+        "code": "malformed_http_request",
+        "message": f"Malformed HTTP request: {reason}",
+        "fields": {},
+    }
+    assert error["meta"] == {"type": "error", "requestId": found["x-request-id"]}
+    assert await service.stop() == 0
+
+    events = [orjson.loads(line) for line in service.lines]
+    logged = [e for e in events if e["event"] == "malformed_http_request"]
+    assert len(logged) == 1
+    assert logged[0]["level"] == "warning"
+    assert logged[0]["request_id"] == found["x-request-id"]
+    assert not [e for e in events if e["level"] == "error" or "exception" in e]
+
+
+async def test_answers_name_the_service_not_its_versions(launch: Launch) -> None:
+    service = await launch("serve", "--workers", "1")
+    port = await service.serving_port()
+    for path in (b"/health/live", b"/no/such/endpoint"):
+        raw = b"GET " + path + b" HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+        _, found, _ = await exchange(port, raw)
+        assert found["server"] == "order-service"
+    assert await service.stop() == 0
