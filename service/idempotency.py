@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import orjson
 import structlog
 from aiohttp import web
 
@@ -58,6 +59,35 @@ def request_hash(method: str, path: str, body: bytes) -> str:
     return digest.hexdigest()
 
 
+def canonical_json(document: Any) -> bytes:
+    """`document` serialised with sorted keys and no whitespace: the same JSON sent with
+    another key order, spacing or escaping gives the same bytes."""
+    return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFingerprint:
+    """What a retry must match, as Stripe compares a retry's parameters rather than its
+    bytes: `canonical` hashes method, path and query, and the body as canonical JSON, so a
+    client that serialises the same body differently on a retry is still retrying.
+    `raw` hashes the body's bytes instead, which records stored before canonical
+    fingerprints hold; matching it too keeps their retries answered until they expire."""
+
+    canonical: str
+    raw: str
+
+    def matches(self, stored: str) -> bool:
+        return stored == self.canonical or stored == self.raw
+
+
+def request_fingerprint(method: str, path: str, body: bytes, document: Any) -> RequestFingerprint:
+    """The fingerprint of a request whose `body` parsed to the JSON `document`."""
+    return RequestFingerprint(
+        canonical=request_hash(method, path, canonical_json(document)),
+        raw=request_hash(method, path, body),
+    )
+
+
 def _invalid_key(message: str) -> BadRequest:
     return BadRequest(
         f"Idempotency-Key {message}", code="invalid_idempotency_key", fields={HEADER: [message]}
@@ -85,7 +115,7 @@ async def claim(
     pool: asyncpg.Pool,
     scope: str,
     key: str,
-    fingerprint: str,
+    fingerprint: RequestFingerprint,
     ttl_seconds: int,
     stale_seconds: float,
     reused_error: type[ApiError],
@@ -102,14 +132,14 @@ async def claim(
             queries.idempotency_claim,
             scope,
             key,
-            fingerprint,
+            fingerprint.canonical,
             ttl_seconds,
             stale_seconds,
             claim_id,
         )
     if row is None:
         raise _in_use()
-    if row["request_hash"] != fingerprint:
+    if not fingerprint.matches(row["request_hash"]):
         raise reused_error(
             "This Idempotency-Key was used with a different request",
             code="idempotency_key_reused",

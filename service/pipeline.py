@@ -34,12 +34,14 @@ class OrderPlan:
 async def create_order(
     request: web.Request,
     body: bytes,
+    document: Any,
     *,
     idempotency_scope: str,
     plan: Callable[[], OrderPlan],
     reused_error: type[ApiError],
 ) -> web.Response:
     """Runs `plan()` (validation and the domain rules) and writes the order it returns.
+    `body` is the request's body and `document` the JSON it parsed to.
 
     With an Idempotency-Key the key is claimed first; a retry gets the stored response,
     and any failure releases the claim so a corrected retry can use the key again.
@@ -49,7 +51,9 @@ async def create_order(
     key = idempotency.key_from_headers(request.headers.getall(IDEMPOTENCY_HEADER, []))
     claim: idempotency.IdempotencyClaim | None = None
     if key is not None:
-        fingerprint = idempotency.request_hash(request.method, request.path_qs, body)
+        fingerprint = idempotency.request_fingerprint(
+            request.method, request.path_qs, body, document
+        )
         config = app[CONFIG]
         outcome = await idempotency.claim(
             pool,

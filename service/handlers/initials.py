@@ -60,6 +60,7 @@ async def create_initials_url_order(request: web.Request) -> web.Response:
     return await create_order(
         request,
         body,
+        data,
         idempotency_scope=merchant_scope(ctx.merchant),
         plan=plan,
         reused_error=ValidationFailed,

@@ -36,7 +36,8 @@ async def create_me_order(request: web.Request) -> web.Response:
     )
     request[MERCHANT_CODE] = customer.merchant.code
     body = await read_body(request)
-    loaded = load_me_order_request(parse_json_object(request, body))
+    document = parse_json_object(request, body)
+    loaded = load_me_order_request(document)
 
     def plan() -> OrderPlan:
         order = check_me_order(customer.merchant, customer.account, loaded, now=datetime.now(UTC))
@@ -48,6 +49,7 @@ async def create_me_order(request: web.Request) -> web.Response:
     return await create_order(
         request,
         body,
+        document,
         idempotency_scope=f"customer:{customer.merchant.id}:{customer.account}",
         plan=plan,
         reused_error=BadRequest,

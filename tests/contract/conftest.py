@@ -47,9 +47,12 @@ def signed(
     key: tuple[str, str] = EYEZY_KEY,
     idempotency_key: str | None = None,
     seconds_later: int = 0,
+    raw: bytes | None = None,
 ) -> SignedRequest:
-    """A request signed now (plus `seconds_later`: a retry signed anew gets a new x-date)."""
-    raw = orjson.dumps(body)
+    """A request signed now (plus `seconds_later`: a retry signed anew gets a new x-date).
+    Its body is `body` serialised by orjson, or `raw` as given."""
+    if raw is None:
+        raw = orjson.dumps(body)
     moment = datetime.now(UTC) + timedelta(seconds=seconds_later)
     headers = signed_headers(key[0], key[1], "POST", path, raw, moment=moment)
     headers["Content-Type"] = "application/json"

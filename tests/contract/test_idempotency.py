@@ -94,6 +94,52 @@ async def test_same_key_and_request_returns_the_stored_response(
     assert await written_by_sequence(sequence) == Written(orders=1, events=1)
 
 
+async def test_a_retry_serialising_the_same_json_differently_is_the_same_request(
+    client: Any, idempotency_key: str, sequence: str, written_by_sequence: WrittenBy
+) -> None:
+    first = await send(
+        client, signed(INITIALS_PATH, initials_body(sequence), idempotency_key=idempotency_key)
+    )
+    assert first.status == 200
+    # Another client library: keys in another order, spaces, and a character escaped.
+    reserialised = b'{ "sequence" : "' + sequence.encode()
+    reserialised += b'",\n  "product": {"code": "premium_\\u0031m"} }'
+    assert orjson.loads(reserialised) == initials_body(sequence)
+    retry = await send(
+        client,
+        signed(
+            INITIALS_PATH,
+            None,
+            raw=reserialised,
+            idempotency_key=idempotency_key,
+            seconds_later=2,
+        ),
+    )
+    assert retry.status == 200, await retry.text()
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert await retry.read() == await first.read()
+    assert await written_by_sequence(sequence) == Written(orders=1, events=1)
+
+
+async def test_a_record_holding_the_hash_of_the_body_bytes_still_answers_its_retry(
+    client: Any, db: asyncpg.Connection, idempotency_key: str, sequence: str
+) -> None:
+    # Records stored before fingerprints hashed canonical JSON hold the bytes' hash.
+    retry = signed(INITIALS_PATH, initials_body(sequence), idempotency_key=idempotency_key)
+    await db.execute(
+        "INSERT INTO idempotency_keys (scope, key, request_hash, status, response_status,"
+        " response_body) SELECT 'merchant:' || id, $1, $2, 'completed', 200,"
+        ' \'{"data": {"url": "https://pay.example/OLDORDER"}}\''
+        " FROM merchants WHERE code = 'eyezy'",
+        idempotency_key,
+        idempotency.request_hash("POST", INITIALS_PATH, retry.raw),
+    )
+    response = await send(client, retry)
+    assert response.status == 200
+    assert response.headers["Idempotent-Replayed"] == "true"
+    assert await response.json() == {"data": {"url": "https://pay.example/OLDORDER"}}
+
+
 async def test_same_key_with_another_request_is_refused_on_merchant_endpoints(
     client: Any, idempotency_key: str, sequence: str, written_by_sequence: WrittenBy
 ) -> None:
@@ -385,14 +431,15 @@ async def test_a_retry_racing_the_takeover_of_an_expired_key_never_gets_the_old_
     # A completed record past its TTL, and two retries at once: the first takes it over;
     # the second, whose statement started before that commit, must not read the expired
     # record (an answer naming an order the retry did not make) but wait: 409 in use.
-    scope, ttl, fingerprint = "test-scope", 3600, "hash-of-the-retries"
+    scope, ttl = "test-scope", 3600
+    fingerprint = idempotency.RequestFingerprint("hash-of-the-retries", "raw-hash")
     await db.execute(
         "INSERT INTO idempotency_keys (scope, key, request_hash, status, response_status,"
         " response_body, created_at) VALUES ($1, $2, $3, 'completed', 200,"
         ' \'{"data": {"id": "OLDORDER"}}\', now() - make_interval(secs => $4))',
         scope,
         idempotency_key,
-        fingerprint,
+        fingerprint.canonical,
         float(ttl + 1),
     )
     pool = await create_pool(config)
@@ -402,7 +449,7 @@ async def test_a_retry_racing_the_takeover_of_an_expired_key_never_gets_the_old_
                 queries.idempotency_claim,
                 scope,
                 idempotency_key,
-                fingerprint,
+                fingerprint.canonical,
                 ttl,
                 10.0,
                 uuid.uuid4(),
@@ -494,7 +541,7 @@ async def test_a_request_whose_claim_was_taken_over_writes_nothing_and_frees_not
                 pool,
                 "merchant:test",
                 idempotency_key,
-                "hash",
+                idempotency.RequestFingerprint("hash", "hash"),
                 3600,
                 config.idempotency_claim_stale_seconds,
                 ValidationFailed,
