@@ -46,6 +46,7 @@ class Config:
     db_acquire_timeout: float = 2.0
     db_statement_timeout_ms: int = 5000
     request_body_limit: int = 64 * 1024
+    body_read_timeout: float = 30.0
     shutdown_timeout: float = 10.0
     signature_window_seconds: int = 300
     idempotency_ttl_seconds: int = 24 * 3600
@@ -269,6 +270,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         request_body_limit=_read(
             env, "REQUEST_BODY_LIMIT", _int(1024, 16 * 1024 * 1024), d.request_body_limit
         ),
+        body_read_timeout=_read(env, "BODY_READ_TIMEOUT", _float(0.1, 600), d.body_read_timeout),
         shutdown_timeout=_read(env, "SHUTDOWN_TIMEOUT", _float(0, 600), d.shutdown_timeout),
         signature_window_seconds=_read(
             env, "SIGNATURE_WINDOW_SECONDS", _int(1, 3600), d.signature_window_seconds

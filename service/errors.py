@@ -79,6 +79,19 @@ def byte_size(size: int) -> str:
     return f"{size} bytes"
 
 
+class RequestTimeout(ApiError):
+    """The body stopped arriving. The connection is closed with the answer: what is left
+    of the body would be read as the next request."""
+
+    status = 408
+    code = "request_timeout"
+
+    @classmethod
+    def after(cls, seconds: float) -> RequestTimeout:
+        """The 408 for a body not complete within `seconds` (BODY_READ_TIMEOUT)."""
+        return cls(f"The request body did not arrive within {seconds:g} s")
+
+
 class ValidationFailed(ApiError):
     status = 422
     code = "validation_error"

@@ -21,7 +21,14 @@ from service import cors, headers
 from service.db import DATABASE_DOWN
 from service.domain.identifiers import shown_id
 from service.duplicate_keys import first_duplicate_key
-from service.errors import ApiError, BadRequest, NotFound, PayloadTooLarge, ServiceUnavailable
+from service.errors import (
+    ApiError,
+    BadRequest,
+    NotFound,
+    PayloadTooLarge,
+    RequestTimeout,
+    ServiceUnavailable,
+)
 from service.request_metrics import observe_request
 from service.state import CONFIG, MERCHANT_CODE, ORDER_ID
 
@@ -115,6 +122,8 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
             response = await handler(request)
     except ApiError as exc:
         response = render_error(request, exc, request_id)
+        if isinstance(exc, RequestTimeout):
+            response.force_close()
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -180,7 +189,16 @@ async def read_body(request: web.Request) -> bytes:
             status=415,
         )
     try:
-        return await request.read()
+        if request.content.is_eof():
+            return await request.read()
+        # Still arriving: a client that stops sending mid-body would otherwise hold the
+        # request and its connection until it hangs up.
+        timeout = request.app[CONFIG].body_read_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                return await request.read()
+        except TimeoutError:
+            raise RequestTimeout.after(timeout) from None
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge.over(request.app[CONFIG].request_body_limit) from None
     except (ContentEncodingError, RequestPayloadError) as exc:

@@ -12,6 +12,8 @@ from schemas.errors import (
     PaywayErrorSchema,
 )
 from service.auth.bearer import ORDER_WRITE_SCOPE
+from service.config import Config
+from service.errors import RequestTimeout
 from service.idempotency import MAX_KEY_LENGTH
 from service.middleware import REQUEST_ID_HEADER, UNSUPPORTED_ENCODING_MESSAGE
 from service.pipeline import IDEMPOTENCY_HEADER, REPLAYED_HEADER
@@ -195,6 +197,12 @@ UNSUPPORTED_ENCODING = (
     "identity, gzip, deflate, br or zstd."
 )
 
+BODY_TIMEOUT = (
+    "`request_timeout`: the body stopped arriving and was not complete within "
+    "`BODY_READ_TIMEOUT` (30 s by default); the connection is closed."
+)
+BODY_TIMEOUT_MESSAGE = RequestTimeout.after(Config().body_read_timeout).message
+
 MERCHANT_ERRORS: dict[int, str] = {
     400: "The body is not JSON (`json_parser_error`) or not `application/json` "
     "(`invalid_content_type_error`), is not valid for its Content-Encoding "
@@ -209,6 +217,7 @@ MERCHANT_ERRORS: dict[int, str] = {
     "order it created; sign anew, or send an "
     "Idempotency-Key to retry safely); `idempotency_key_in_use`: a request with this key "
     "is still being processed.",
+    408: BODY_TIMEOUT,
     413: "The body is larger than `REQUEST_BODY_LIMIT` (64 KiB by default; "
     "`payload_too_large`, the message names the limit).",
     415: UNSUPPORTED_ENCODING,
@@ -228,6 +237,7 @@ PAYWAY_ERRORS: dict[int, str] = {
     "browser's CORS preflight, `OPTIONS`, from an origin not in CORS_ALLOWED_ORIGINS gets "
     "403 `origin_not_allowed`.)",
     409: "`idempotency_key_in_use`: a request with this Idempotency-Key is still being processed.",
+    408: BODY_TIMEOUT,
     413: "The body is larger than `REQUEST_BODY_LIMIT` (64 KiB by default; "
     "`payload_too_large`, the message names the limit).",
     415: UNSUPPORTED_ENCODING,
@@ -256,6 +266,7 @@ MERCHANT_EXAMPLES: dict[int, tuple[str, str, dict[str, list[str]]]] = {
         "answer again",
         {},
     ),
+    408: ("request_timeout", BODY_TIMEOUT_MESSAGE, {}),
     413: ("payload_too_large", "Request body is larger than the limit of 64 KiB", {}),
     415: ("unsupported_content_encoding", UNSUPPORTED_ENCODING_MESSAGE, {}),
     422: (
@@ -276,6 +287,7 @@ PAYWAY_EXAMPLES: dict[int, dict[str, str]] = {
         "code": "idempotency_key_in_use",
         "message": "A request with this Idempotency-Key is still being processed; retry later",
     },
+    408: {"code": "request_timeout", "message": BODY_TIMEOUT_MESSAGE},
     413: {
         "code": "payload_too_large",
         "message": "Request body is larger than the limit of 64 KiB",

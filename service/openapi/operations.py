@@ -147,7 +147,9 @@ INITIALS = Operation(
                 INITIALS_RESPONSE_EXAMPLE,
                 replayable=True,
             ),
-            **merchant_errors(400, 401, 404, 409, 413, 415, 422, 503, described=INITIALS_ERRORS),
+            **merchant_errors(
+                400, 401, 404, 408, 409, 413, 415, 422, 503, described=INITIALS_ERRORS
+            ),
         },
     },
 )
@@ -230,7 +232,9 @@ ONECLICK = Operation(
                 {"data": {"id": "NG1pqx4q"}, "meta": {"type": "entity"}},  # the document's
                 replayable=True,
             ),
-            **merchant_errors(400, 401, 404, 409, 413, 415, 422, 503, described=ONECLICK_ERRORS),
+            **merchant_errors(
+                400, 401, 404, 408, 409, 413, 415, 422, 503, described=ONECLICK_ERRORS
+            ),
         },
     },
 )
@@ -264,7 +268,7 @@ GET_ORDER = Operation(
         ],
         "responses": {
             "200": _ok("The order.", OrderResponseSchema),
-            **merchant_errors(401, 413, 415, 503),
+            **merchant_errors(401, 408, 413, 415, 503),
             # Its own 404: no product or buyer is looked up on a read.
             "404": merchant_error(
                 404,
@@ -332,7 +336,7 @@ ME_ORDER = Operation(
                 {"id": "585a4768edce2c5e6f000001", "order_id": "ADEPRIMO-1234"},
                 replayable=True,
             ),
-            **payway_errors(400, 401, 403, 409, 413, 415, 503),
+            **payway_errors(400, 401, 403, 408, 409, 413, 415, 503),
         },
     },
 )

@@ -8,6 +8,7 @@ import asyncio
 import gzip
 import re
 import time
+from dataclasses import replace
 from typing import Any
 
 import brotli
@@ -287,3 +288,53 @@ async def test_identical_requests_signed_in_the_same_second_are_two_orders(
         body, headers = sign(INITIALS_PATH, {"product": {"code": "premium_1m"}})
         responses.append(await client.post(INITIALS_PATH, data=body, headers=headers))
     assert [r.status for r in responses] == [200, 200]
+
+
+async def send_part_of_the_body(
+    client: Any, path: str, headers: dict[str, bytes], body: bytes
+) -> tuple[int, bytes, dict[str, Any]]:
+    """Sends the headers for all of `body` but only its first half, then reads the
+    answer."""
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    lines = [f"POST {path} HTTP/1.1".encode(), b"Host: test"]
+    lines += [name.encode() + b": " + value for name, value in headers.items()]
+    lines.append(b"Content-Length: " + str(len(body)).encode())
+    writer.write(b"\r\n".join(lines) + b"\r\n\r\n" + body[: len(body) // 2])
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = re.search(rb"Content-Length: (\d+)", head)
+    assert length is not None
+    payload = await reader.readexactly(int(length[1]))
+    writer.close()
+    return int(head.split(b" ", 2)[1]), head, orjson.loads(payload)
+
+
+async def test_a_body_that_stops_arriving_is_a_408_and_the_connection_closes(
+    aiohttp_client: Any, config: Config
+) -> None:
+    from service.app import create_app
+
+    client = await aiohttp_client(create_app(replace(config, body_read_timeout=0.2)))
+    body = orjson.dumps({"product": {"code": "premium_1m"}, "sequence": "x" * 200})
+    started = time.monotonic()
+    status, head, error = await send_part_of_the_body(client, INITIALS_PATH, signed_raw(body), body)
+    assert status == 408
+    assert error["error"]["code"] == "request_timeout"
+    assert error["error"]["message"] == "The request body did not arrive within 0.2 s"
+    assert b"X-Request-ID: " in head
+    # The rest of the body would be read as the next request: the connection ends.
+    assert b"Connection: close" in head
+    assert time.monotonic() - started < 5
+
+    me_order = {
+        "Authorization": f"Bearer {customer_token(config)}".encode(),
+        "Content-Type": b"application/json",
+    }
+    status, _, error = await send_part_of_the_body(
+        client, ME_ORDER_PATH, me_order, orjson.dumps(ME_ORDER_BODY)
+    )
+    assert status == 408
+    assert error == {
+        "code": "request_timeout",
+        "message": "The request body did not arrive within 0.2 s",
+    }
