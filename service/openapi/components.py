@@ -236,8 +236,8 @@ PAYWAY_ERRORS: dict[int, str] = {
     403: f"`insufficient_scope`: the token does not grant `{ORDER_WRITE_SCOPE}`. (A "
     "browser's CORS preflight, `OPTIONS`, from an origin not in CORS_ALLOWED_ORIGINS gets "
     "403 `origin_not_allowed`.)",
-    409: "`idempotency_key_in_use`: a request with this Idempotency-Key is still being processed.",
     408: BODY_TIMEOUT,
+    409: "`idempotency_key_in_use`: a request with this Idempotency-Key is still being processed.",
     413: "The body is larger than `REQUEST_BODY_LIMIT` (64 KiB by default; "
     "`payload_too_large`, the message names the limit).",
     415: UNSUPPORTED_ENCODING,
