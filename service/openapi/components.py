@@ -29,6 +29,9 @@ x-token        = hex(hmac_sha256(secret, string_to_sign))
 ```
 
 The body digest in `string_to_sign` is lower-case hex; `x-token` is taken in either case.
+`raw_body` is the body as the endpoint reads it: for a body sent with a
+`Content-Encoding` (gzip, deflate, br, zstd), the bytes after decoding, so sign the JSON
+and then compress it.
 `x-date` is an RFC 3339 timestamp with offset, at most 300 s from server time. The same
 signed request sent twice is refused with 409 `request_replayed` unless it carries an
 `Idempotency-Key`. `order-service sign` prints the headers for curl."""
@@ -344,12 +347,21 @@ OTHER_ERRORS = (
 )
 
 
-def merchant_errors(*statuses: int, described: dict[int, str] | None = None) -> dict[str, Any]:
-    """The given statuses' responses (`described` words some for the operation), and
-    `default` for any other error."""
+def merchant_errors(
+    *statuses: int,
+    described: dict[int, str] | None = None,
+    examples: dict[int, tuple[str, str, dict[str, list[str]]]] | None = None,
+) -> dict[str, Any]:
+    """The given statuses' responses (`described` words some for the operation, and
+    `examples` gives its own (code, message, fields) examples), and `default` for any
+    other error."""
     described = described or {}
+    examples = examples or {}
     return {
-        **{str(status): merchant_error(status, described.get(status)) for status in statuses},
+        **{
+            str(status): merchant_error(status, described.get(status), examples.get(status))
+            for status in statuses
+        },
         "default": {
             "description": OTHER_ERRORS,
             "headers": request_id_header(),

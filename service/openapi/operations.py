@@ -14,6 +14,7 @@ from schemas.me_order import MeOrderRequestSchema, MeOrderResponseSchema
 from schemas.oneclick import OneclickRequestSchema, OneclickResponseSchema
 from schemas.orders import OrderResponseSchema
 from service.docs_assets import ASSETS
+from service.errors import PRODUCT_NOT_FOUND
 from service.openapi.components import (
     CUSTOMER_SECURITY,
     JSON,
@@ -166,6 +167,20 @@ ONECLICK_ERRORS = {
     "`price_not_available`; `idempotency_key_reused`.",
 }
 
+# Field paths as oneclick names them (products[n].productCode, not product.code).
+ONECLICK_EXAMPLES = {
+    404: (
+        "product_not_found",
+        PRODUCT_NOT_FOUND,
+        {"products[0].productCode": ["unknown product 'premium_2m'"]},
+    ),
+    422: (
+        "validation_error",
+        "The request has invalid fields: products[0].subscriptionId",
+        {"products[0].subscriptionId": ["not allowed for action 'purchase'"]},
+    ),
+}
+
 ANN = "9b2f6c1e-4a57-4f0e-9d0c-2f7a1f0c3b11"  # a buyer of the demo catalog
 ONECLICK_REQUEST_EXAMPLES = {
     "purchase": {
@@ -233,7 +248,17 @@ ONECLICK = Operation(
                 replayable=True,
             ),
             **merchant_errors(
-                400, 401, 404, 408, 409, 413, 415, 422, 503, described=ONECLICK_ERRORS
+                400,
+                401,
+                404,
+                408,
+                409,
+                413,
+                415,
+                422,
+                503,
+                described=ONECLICK_ERRORS,
+                examples=ONECLICK_EXAMPLES,
             ),
         },
     },

@@ -269,3 +269,22 @@ def test_every_order_operation_documents_an_unsupported_content_encoding() -> No
     ]:
         response = paths[path][method]["responses"]["415"]
         assert "unsupported_content_encoding" in response["description"], (path, method)
+
+
+def test_error_examples_name_fields_of_their_own_operation() -> None:
+    # A merchant reads `fields` of an example as paths into the request it sends.
+    document = build_openapi()
+    schemas = document["components"]["schemas"]
+    for path, method in [
+        ("/api/v2/initials/url", "post"),
+        ("/api/v3/buyers/{buyerId}/oneclick", "post"),
+    ]:
+        operation = document["paths"][path][method]
+        body_ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        top_level = set(schemas[body_ref.rsplit("/", 1)[1]]["properties"])
+        for status, response in operation["responses"].items():
+            for content in response.get("content", {}).values():
+                fields = content.get("example", {}).get("error", {}).get("fields", {})
+                for name in fields:
+                    head = re.split(r"[.\[]", name, maxsplit=1)[0]
+                    assert head in top_level | {"headers"}, (path, status, name)
