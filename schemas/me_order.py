@@ -8,7 +8,6 @@ the body lists them), then the other fields in the order of the document's param
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from marshmallow.validate import Length, OneOf
 
 from schemas.common import RFC3339_OPTIONAL_OFFSET, flatten_errors
 from service.domain.countries import is_country
+from service.domain.ip_addresses import canonical_ip
 from service.errors import BadRequest
 
 # The document's parameter table, in its order: also the order errors are reported in.
@@ -114,7 +114,7 @@ class PeriodId(Param):
 
 
 class IpAddress(Param):
-    """An IPv4 or IPv6 address."""
+    """An IPv4 or IPv6 address, written as the order row will hold it."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
@@ -123,10 +123,9 @@ class IpAddress(Param):
             # PostgreSQL's inet can hold, nor one worth keeping.
             if "%" in text:
                 raise ValueError(text)
-            ipaddress.ip_address(text)
+            return canonical_ip(text)
         except ValueError:
             raise ValidationError("Parameter must be an IP address (IPv4 or IPv6)") from None
-        return text
 
 
 class LanguageTag(Param):

@@ -3,7 +3,6 @@ mandatory headers of the merchant endpoints."""
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -12,6 +11,7 @@ from aiohttp import web
 from schemas.common import RFC3339
 from service.auth.signing import compute_token, normalize_token, token_matches
 from service.catalog import Catalog, Merchant
+from service.domain.ip_addresses import canonical_ip
 from service.errors import Unauthorized, ValidationFailed
 
 AUTHENTICATION_HEADERS = ("x-public-key", "x-date", "x-token")
@@ -127,7 +127,7 @@ def read_merchant_headers(
             # buyer; PostgreSQL's inet refuses it too.
             if "%" in buyer_ip:
                 raise ValueError("scoped address")
-            buyer_ip = str(ipaddress.ip_address(buyer_ip))
+            buyer_ip = canonical_ip(buyer_ip)
         except ValueError:
             problems["headers.x-buyer-ip"] = ["must be an IPv4 or IPv6 address"]
     if problems:

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from service.domain.ip_addresses import ip_text
 from service.errors import NotFound
 from service.handlers.common import read_signed_read_request
 from service.middleware import json_dumps
@@ -58,7 +59,7 @@ def order_entity(row: Mapping[str, Any]) -> dict[str, Any]:
         "buyer": row["buyer"],
         "chargeMethodId": row["charge_method_id"],
         "customerAccount": row["customer_account"],
-        "buyerIp": _text(row["buyer_ip"]),
+        "buyerIp": None if row["buyer_ip"] is None else ip_text(row["buyer_ip"]),
         "source": row["source"],
         "sourceId": row["source_id"],
         "googleAnalyticsClientId": row["ga_client_id"],

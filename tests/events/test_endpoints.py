@@ -156,3 +156,49 @@ async def test_me_order_event(
     assert merchant_reference in order_text
     assert INVOICE_PERIOD in order_text
     assert received.envelope["data"]["order"]["reference"] == answer["order_id"]
+
+
+async def test_the_event_spells_the_buyer_ip_as_the_order_row_and_the_api_do(
+    client: Any, consumer: EventConsumer, db: asyncpg.Connection, config: Config
+) -> None:
+    marker, metadata = with_marker(METADATA)
+    path = "/api/v2/initials/url"
+    raw, headers = signed(path, {"product": {"code": "premium_1m"}, "metaData": metadata})
+    headers["x-buyer-ip"] = "::FFFF:192.0.2.1"
+    response = await client.post(path, data=raw, headers=headers)
+    assert response.status == 200, await response.text()
+    received = await consumer.wait_for_match(metadata_marker(marker))
+    order_id = received.envelope["subject"]
+    stored = await db.fetchval("SELECT host(buyer_ip) FROM orders WHERE id = $1", order_id)
+    assert stored == "::ffff:192.0.2.1"
+    assert received.envelope["data"]["order"]["request"]["buyerIp"] == stored
+    read_path = f"/api/v3/orders/{order_id}"
+    read = await client.get(
+        read_path, headers=signed_headers(EYEZY_KEY[0], EYEZY_KEY[1], "GET", read_path, b"")
+    )
+    assert (await read.json())["data"]["buyerIp"] == stored
+
+    account = f"customer-{uuid.uuid4().hex[:12]}"
+    now = int(time.time())
+    assert config.jwt_secret is not None
+    claims = {"sub": account, "org": "adeprimo", "scope": "/external/me/order/w", "exp": now + 60}
+    token = jwt.encode(claims, config.jwt_secret, "HS256")
+    body = {
+        "product_code": "adeprimo_digital",
+        "period_id": INVOICE_PERIOD,
+        "browser_ip": "2001:0DB8::0002",
+        "language": "sv-SE",
+        "user_agent": "Mozilla/5.0",
+        "receipt_url": "https://domain.tld/receipt/1",
+    }
+    response = await client.post(
+        "/external/api/v1/me/order",
+        data=orjson.dumps(body),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    assert response.status == 200, await response.text()
+    order_id = (await response.json())["id"]
+    received = await consumer.wait_for_match(lambda r: r.envelope.get("subject") == order_id)
+    stored = await db.fetchval("SELECT host(buyer_ip) FROM orders WHERE id = $1", order_id)
+    assert stored == "2001:db8::2"
+    assert received.envelope["data"]["order"]["request"]["buyerIp"] == stored
