@@ -27,6 +27,7 @@ from service.state import (
     RELAY,
     VERIFIED_TOKENS,
 )
+from service.zstd_window import bound_zstd_window
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -96,6 +97,7 @@ async def _outbox_wakeup(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(config: Config) -> web.Application:
+    bound_zstd_window()
     app = web.Application(
         middlewares=[request_middleware],
         client_max_size=config.request_body_limit,

@@ -338,3 +338,26 @@ async def test_a_body_that_stops_arriving_is_a_408_and_the_connection_closes(
         "code": "request_timeout",
         "message": "The request body did not arrive within 0.2 s",
     }
+
+
+async def test_a_zstd_body_needing_a_window_over_8_mib_is_refused_not_decoded(
+    client: Any,
+) -> None:
+    # RFC 9659's limit. A 6 KB frame declaring zstd's largest window made the decoder
+    # hold 128 MiB per connection; with the window bounded it is refused before that.
+    compressor = zstd.ZstdCompressor(options={zstd.CompressionParameter.window_log: 27})
+    bomb = compressor.compress(b'{"a": "') + compressor.compress(b"x" * (64 << 20))
+    bomb += compressor.flush()
+    assert len(bomb) < 8000
+    headers = signed_raw(bomb, **{"Content-Encoding": b"zstd"})
+    status, error = await raw_request(client, "POST", INITIALS_PATH, headers, bomb)
+    # Unbounded, it would decode until the body limit: 413 payload_too_large.
+    assert (status, error["error"]["code"]) == (400, "invalid_content_encoding")
+
+    # An RFC-conformant window still decodes.
+    compressor = zstd.ZstdCompressor(options={zstd.CompressionParameter.window_log: 23})
+    body = orjson.dumps({"product": {"code": "premium_1m"}, "sequence": "window-8-mib"})
+    streamed = compressor.compress(body) + compressor.flush()
+    headers = signed_raw(body, **{"Content-Encoding": b"zstd"})
+    status, answer = await raw_request(client, "POST", INITIALS_PATH, headers, streamed)
+    assert status == 200, answer
