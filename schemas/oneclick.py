@@ -82,6 +82,27 @@ class OneclickProductSchema(Schema):
             raise ValidationError(problems)
 
 
+class BoundedList(fields.List[Any]):
+    """A list whose entries are loaded only when there are at most `max_length` of them:
+    a body of thousands of entries gets one error, not one per entry (each loaded on the
+    event loop, checked against every other, and named in a megabyte-long answer)."""
+
+    def __init__(
+        self, entry: fields.Field[Any], *, max_length: int, too_long: str, **kwargs: Any
+    ) -> None:
+        super().__init__(entry, **kwargs)
+        self.max_length = max_length
+        self.too_long = too_long
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[Any]:
+        if isinstance(value, list) and len(value) > self.max_length:
+            raise ValidationError(self.too_long)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+PRODUCTS_LENGTH = f"1 to {MAX_PRODUCTS} entries"
+
+
 class OneclickRequestSchema(Schema):
     is_mobile = StrictBoolean(data_key="isMobile", required=True)
     charge_method_id = StrictString(
@@ -90,10 +111,12 @@ class OneclickRequestSchema(Schema):
     # Absent: the merchant's default currency (resolved by the domain rules).
     currency = CurrencyCode(load_default=None)
     metadata = MetaData(data_key="metaData", load_default=None, allow_none=True)
-    products = fields.List(
+    products = BoundedList(
         fields.Nested(OneclickProductSchema),
+        max_length=MAX_PRODUCTS,
+        too_long=PRODUCTS_LENGTH,
         required=True,
-        validate=validate.Length(1, MAX_PRODUCTS, error=f"1 to {MAX_PRODUCTS} entries"),
+        validate=validate.Length(1, MAX_PRODUCTS, error=PRODUCTS_LENGTH),
     )
 
     # Runs even when fields are bad, so one 422 names every problem; marshmallow then hands

@@ -126,6 +126,19 @@ def test_one_to_twenty_products() -> None:
     assert errors_of(body_for(*[item] * 21)) == {"products": ["1 to 20 entries"]}
 
 
+def test_too_many_products_is_one_error_whatever_the_entries_hold() -> None:
+    # Entries past the limit are not looked at: thousands of bad or clashing entries would
+    # each be loaded, checked against every other and named in the answer.
+    renew = {"action": "renew", "subscriptionId": ANN_PREMIUM_SUB}
+    assert errors_of(body_for(*[renew] * 850, {})) == {"products": ["1 to 20 entries"]}
+    assert errors_of(body_for(*[0] * 30_000)) == {"products": ["1 to 20 entries"]}
+    # Within the limit every bad entry is still named.
+    errors = errors_of(body_for(*[renew] * 3, {}))
+    assert set(errors) == {f"products[{n}].subscriptionId" for n in range(3)} | {
+        "products[3].action"
+    }
+
+
 def test_null_metadata_is_no_metadata() -> None:
     loaded = ONECLICK_REQUEST.load(
         body_for({"action": "purchase", "productCode": "report_pdf"}, metaData=None)
