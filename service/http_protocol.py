@@ -8,6 +8,8 @@ operator on call."""
 
 from __future__ import annotations
 
+import re
+
 import structlog
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -26,12 +28,18 @@ from service.request_metrics import observe_request
 log = structlog.get_logger(__name__)
 
 
+# The parser's reason goes up to the first colon or quote: after it, aiohttp quotes the
+# offending bytes, which can be a header's value (a Bearer token, say).
+_REASON = re.compile(r"[^:'\"\r\n]{1,100}")
+
+
 def malformed_request_error(status: int, exc: BaseException | None) -> ApiError:
     """The error for a request aiohttp refused while reading it, named by the parser's
-    first line ("Invalid header token", "Duplicate Content-Length", ...)."""
+    reason ("Invalid header token", "Duplicate Content-Length", ...) without the bytes
+    it quotes."""
     reason = exc.message if isinstance(exc, HttpProcessingError) else ""
-    first_line = (reason or "").strip().splitlines()[0:1]
-    detail = first_line[0].rstrip(":") if first_line else "unreadable request"
+    found = _REASON.match((reason or "").strip())
+    detail = found[0].strip() if found and found[0].strip() else "unreadable request"
     return ApiError(
         f"Malformed HTTP request: {detail}", code="malformed_http_request", status=status
     )

@@ -11,11 +11,17 @@ import pytest
 
 from tests.operations.conftest import Launch
 
+SECRET = b"eyJhbGciOiJIUzI1NiJ9.secret-claims"
 MALFORMED = [
     (b"Content-Length: abc\r\n\r\n", "Invalid character in Content-Length"),
     (b"Bad Header\r\n\r\n", "Invalid header token"),
     (b"Transfer-Encoding: chunked\r\n\r\nzz\r\n\r\n", "Invalid character in chunk size"),
     (b"Content-Length: 5\r\nContent-Length: 6\r\n\r\nabcdef", "Duplicate Content-Length"),
+    # The parser quotes the line it refused; a token in it must not be echoed or logged.
+    (
+        b"Authorization: Bearer " + SECRET + b"x" * 9000 + b"\r\n\r\n",
+        "Got more than 8190 bytes when reading",
+    ),
 ]
 
 
@@ -62,6 +68,8 @@ async def test_unparseable_request_gets_a_json_error_and_a_warning(
     assert logged[0]["level"] == "warning"
     assert logged[0]["request_id"] == found["x-request-id"]
     assert not [e for e in events if e["level"] == "error" or "exception" in e]
+    assert SECRET not in body
+    assert not [line for line in service.lines if SECRET.decode() in line]
 
 
 async def test_answers_name_the_service_not_its_versions(launch: Launch) -> None:
