@@ -22,7 +22,9 @@ class CountryCode(fields.String):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         if not isinstance(value, str):
             raise ValidationError("must be a string")
-        code = value.strip().upper()
+        # Only ASCII is upper-cased: Unicode rules would make "ß" into "SS" (South Sudan).
+        code = value.strip()
+        code = code.upper() if code.isascii() else code
         if not is_country(code):
             raise ValidationError("must be an ISO 3166-1 alpha-2 country code, e.g. US")
         return code

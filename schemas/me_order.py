@@ -181,7 +181,9 @@ class StartDate(Param):
 
 class CountryCode(Param):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        text = super()._deserialize(value, attr, data, **kwargs).upper()
+        text = super()._deserialize(value, attr, data, **kwargs)
+        # Only ASCII is upper-cased: Unicode rules would make "ﬅ" into "ST" (São Tomé).
+        text = text.upper() if text.isascii() else text
         if not is_country(text):
             raise ValidationError("Parameter must be an ISO 3166-1 alpha-2 country code, e.g. SE")
         return text

@@ -30,6 +30,12 @@ INVALID_FIELDS: list[tuple[str, dict[str, Any], str]] = [
         "buyer.country",
     ),
     (
+        # Unicode upper-casing would make it "SS", South Sudan.
+        "buyer country upper-cased by Unicode rules",
+        {"product": OK_PRODUCT, "buyer": {"email": "a@b.example", "country": "ß"}},
+        "buyer.country",
+    ),
+    (
         "buyer country alpha-3",
         {"product": OK_PRODUCT, "buyer": {"email": "a@b.example", "country": "DEU"}},
         "buyer.country",

@@ -161,6 +161,8 @@ async def test_invalid_parameter(
     ("address", "field", "message"),
     [
         ({"country_code": "XX"}, "country_code", COUNTRY_MESSAGE),
+        # A ligature that Unicode upper-cases to "ST" (São Tomé and Príncipe).
+        ({"country_code": "\ufb05"}, "country_code", COUNTRY_MESSAGE),
         ({"street": 1}, "street", "Parameter must be a string"),
         ({"city": "x" * 101}, "city", "Parameter must be at most 100 characters"),
     ],
