@@ -18,7 +18,9 @@ import structlog
 SECRET_KEYS = frozenset(
     {"x-token", "x_token", "authorization", "secret", "password", "token", "jwt", "api_key"}
 )
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@\s]+@", re.IGNORECASE)
+# The password runs to the last "@" before the host's path: a password may hold "@" itself,
+# and the user name may be empty.
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^\s/]*@", re.IGNORECASE)
 
 
 def _redact_value(value: Any) -> Any:
