@@ -92,6 +92,15 @@ def _verification_key(config: Config, algorithm: str) -> tuple[Any, list[str]]:
     return _public_key(config.jwt_public_key_file), asymmetric
 
 
+CLAIM_ERRORS = (
+    jwt.MissingRequiredClaimError,
+    jwt.InvalidIssuerError,
+    jwt.InvalidAudienceError,
+    jwt.ImmatureSignatureError,
+    jwt.InvalidIssuedAtError,
+)
+
+
 def verify_token(token: str, config: Config) -> dict[str, Any]:
     """The token's claims after checking signature, expiry (with leeway), issuer, audience."""
     try:
@@ -115,8 +124,12 @@ def verify_token(token: str, config: Config) -> dict[str, Any]:
         raise _unauthorized("The token has expired") from None
     except jwt.InvalidSignatureError:
         raise _unauthorized("The token's signature is not valid") from None
-    except jwt.InvalidTokenError as exc:
+    except CLAIM_ERRORS as exc:
+        # PyJWT's words name the claim ('Token is missing the "exp" claim', 'Invalid
+        # issuer'): worth passing on. Its other messages describe its own API.
         raise _unauthorized(f"The token is not valid: {exc}") from None
+    except jwt.InvalidTokenError:
+        raise _unauthorized("The token is malformed") from None
     # PyJWT also takes a numeric string ("1767225600") as exp; RFC 7519 wants a number, and
     # VerifiedTokens compares it with the clock on every later use.
     exp = claims["exp"]

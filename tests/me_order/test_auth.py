@@ -112,6 +112,16 @@ async def test_token_without_expiry(client: Any, token: Token) -> None:
     )
 
 
+async def test_a_token_pyjwt_cannot_decode_is_malformed_in_our_words(
+    client: Any, config: Config
+) -> None:
+    # An unencoded payload (RFC 7797): PyJWT's message would speak of its own arguments.
+    claims = {"sub": "x", "org": "adeprimo", "exp": int(time.time()) + 60}
+    detached = jwt.encode(claims, config.jwt_secret, "HS256", headers={"b64": False})
+    response = await post(client, bearer(detached))
+    await assert_unauthorized(response, "The token is malformed", 'Bearer error="invalid_token"')
+
+
 async def test_unsigned_token(client: Any, token: Token) -> None:
     unsigned = jwt.encode(
         {"sub": "x", "org": "adeprimo", "exp": int(time.time()) + 60}, None, algorithm="none"
