@@ -8,6 +8,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields
 
+from service.domain.identifiers import shown_id
 from service.domain.money import is_currency
 
 # RFC 3339 date-time with a UTC offset (or Z), ASCII digits only; the groups are the day,
@@ -47,7 +48,9 @@ def flatten_errors(
                 elif key == "":
                     child = f'{path}[""]'
                 else:
-                    child = f"{path}.{key}" if path else str(key)
+                    # A name the caller sent is repeated in the answer: kept short.
+                    name = shown_id(str(key))
+                    child = f"{path}.{name}" if path else name
                 walk(value, child)
         elif isinstance(node, list | tuple):
             for item in node:

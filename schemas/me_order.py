@@ -19,6 +19,7 @@ from marshmallow.validate import Length, OneOf
 
 from schemas.common import RFC3339_OPTIONAL_OFFSET, flatten_errors
 from service.domain.countries import is_country
+from service.domain.identifiers import shown_id
 from service.domain.ip_addresses import canonical_ip
 from service.errors import BadRequest
 
@@ -305,15 +306,16 @@ def invalid_parameter(field: str, message: str) -> BadRequest:
 
 
 def unknown_parameter(data: Mapping[str, Any]) -> str | None:
-    """The first field of the body the document does not name (`address.foo` inside it)."""
+    """The first field of the body the document does not name (`address.foo` inside it),
+    cut short as an answer repeats it."""
     for key in data:
         if key not in REQUEST_FIELDS:
-            return key
+            return shown_id(key)
     address = data.get("address")
     if isinstance(address, Mapping):
         for key in address:
             if key not in ADDRESS_FIELDS:
-                return f"address.{key}"
+                return f"address.{shown_id(key)}"
     return None
 
 

@@ -181,7 +181,9 @@ def _account(request: web.Request, status: int, started: float, **extra: Any) ->
 async def read_body(request: web.Request) -> bytes:
     """The raw body (the signature covers these exact bytes, decoded if it came
     compressed), within the size limit."""
-    encoding = request.headers.get(hdrs.CONTENT_ENCODING)
+    # Two Content-Encoding headers are one list of codings (RFC 9110), which aiohttp does
+    # not decode (it takes the last header alone): like "gzip, br", refused.
+    encoding = ",".join(request.headers.getall(hdrs.CONTENT_ENCODING, ())) or None
     if encoding is not None and encoding.strip().lower() not in DECODED_CONTENT_ENCODINGS:
         raise ApiError(
             UNSUPPORTED_ENCODING_MESSAGE,

@@ -151,6 +151,16 @@ async def test_a_body_not_in_its_content_encoding_is_a_400_in_each_format(
     assert (status, error["code"]) == (400, "invalid_content_encoding")
 
 
+async def test_two_content_encoding_headers_are_a_list_of_codings_and_refused(
+    client: Any,
+) -> None:
+    # aiohttp would decode by the last header while the first said identity.
+    body = orjson.dumps({"product": {"code": "premium_1m"}})
+    headers = signed_raw(body, **{"Content-Encoding": b"identity", "content-encoding": b"gzip"})
+    status, error = await raw_request(client, "POST", INITIALS_PATH, headers, gzip.compress(body))
+    assert (status, error["error"]["code"]) == (415, "unsupported_content_encoding")
+
+
 @pytest.mark.parametrize("encoding", [b"zstd-foo", b"x-gzip", b"gzip, br", b"compress"])
 async def test_a_content_encoding_the_service_cannot_decode_is_a_415(
     client: Any, encoding: bytes
@@ -361,3 +371,27 @@ async def test_a_zstd_body_needing_a_window_over_8_mib_is_refused_not_decoded(
     headers = signed_raw(body, **{"Content-Encoding": b"zstd"})
     status, answer = await raw_request(client, "POST", INITIALS_PATH, headers, streamed)
     assert status == 200, answer
+
+
+async def test_a_long_unknown_field_name_is_cut_short_in_the_answer(
+    client: Any, config: Config
+) -> None:
+    name = "k" * 10_000
+    shown = "k" * 64 + "..."
+    body = orjson.dumps({"product": {"code": "premium_1m"}, name: 1})
+    status, error = await raw_request(client, "POST", INITIALS_PATH, signed_raw(body), body)
+    assert status == 422
+    assert error["error"]["fields"] == {shown: ["Unknown field."]}
+    assert name not in error["error"]["message"]
+
+    response = await client.post(
+        ME_ORDER_PATH,
+        json={**ME_ORDER_BODY, "address": {"city": "Lund", name: 1}},
+        headers={"Authorization": f"Bearer {customer_token(config)}"},
+    )
+    assert response.status == 400
+    assert await response.json() == {
+        "code": "unknown_parameter",
+        "field": f"address.{shown}",
+        "message": f"Unknown parameter address.{shown}",
+    }
