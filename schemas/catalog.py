@@ -10,8 +10,16 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from schemas.common import CurrencyCode, StrictBoolean, StrictInteger, StrictString
 
-_DURATION = re.compile(r"^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?$")
-_NON_NEGATIVE = validate.Range(min=0, error="must be >= {min}")
+# \Z, not $: Python's $ also matches before a final newline, which PostgreSQL's checks
+# then refuse with an error that names no entry of the file.
+_DURATION = re.compile(r"^P(?!\Z)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?\Z")
+# Amounts in minor units: at most 2^53 - 1, what a JavaScript consumer of the events reads
+# exactly (and far inside the bigint an order's total is summed in).
+MAX_AMOUNT = 2**53 - 1
+_AMOUNT = validate.Range(0, MAX_AMOUNT, error="must be {min} to {max}")
+# What the integer columns hold.
+_COUNT = validate.Range(0, 2**31 - 1, error="must be {min} to {max}")
+_TIER = validate.Range(-(2**31), 2**31 - 1, error="must be {min} to {max}")
 
 
 def _duration(value: str) -> None:
@@ -19,7 +27,7 @@ def _duration(value: str) -> None:
         raise ValidationError("must be an ISO 8601 duration such as P1M, P1Y or P7D")
 
 
-Prices = fields.Dict(keys=CurrencyCode(), values=StrictInteger(validate=_NON_NEGATIVE))
+Prices = fields.Dict(keys=CurrencyCode(), values=StrictInteger(validate=_AMOUNT))
 
 
 class KeySchema(Schema):
@@ -31,19 +39,18 @@ class KeySchema(Schema):
 class SubbrandSchema(Schema):
     alias = StrictString(
         required=True,
-        validate=validate.Regexp(r"^[A-Za-z0-9_]{1,100}$", error="letters, digits and _ only"),
+        validate=validate.Regexp(r"^[A-Za-z0-9_]{1,100}\Z", error="letters, digits and _ only"),
     )
     host = StrictString(required=True, validate=validate.Length(1, 253))
 
 
 class PeriodSchema(Schema):
     id = StrictString(
-        required=True, validate=validate.Regexp(r"^[a-f0-9]{24}$", error="must be 24 lowercase hex")
+        required=True,
+        validate=validate.Regexp(r"^[a-f0-9]{24}\Z", error="must be 24 lowercase hex"),
     )
     length = StrictString(required=True, validate=_duration)
-    prices = fields.Dict(
-        keys=CurrencyCode(), values=StrictInteger(validate=_NON_NEGATIVE), required=True
-    )
+    prices = fields.Dict(keys=CurrencyCode(), values=StrictInteger(validate=_AMOUNT), required=True)
     payment_method = StrictString(required=True, validate=validate.Length(1, 40))
 
 
@@ -52,10 +59,8 @@ class ProductSchema(Schema):
     name = StrictString(required=True, validate=validate.Length(1, 200))
     kind = StrictString(required=True, validate=validate.OneOf(["subscription", "one_time"]))
     billing_period = StrictString(load_default=None, validate=_duration)
-    tier = StrictInteger(load_default=0)
-    prices = fields.Dict(
-        keys=CurrencyCode(), values=StrictInteger(validate=_NON_NEGATIVE), required=True
-    )
+    tier = StrictInteger(load_default=0, validate=_TIER)
+    prices = fields.Dict(keys=CurrencyCode(), values=StrictInteger(validate=_AMOUNT), required=True)
     periods = fields.List(fields.Nested(PeriodSchema), load_default=list)
 
     @validates_schema
@@ -67,9 +72,9 @@ class ProductSchema(Schema):
 class CouponSchema(Schema):
     code = StrictString(required=True, validate=validate.Length(1, 100))
     percent_off = StrictInteger(validate=validate.Range(0, 100, error="must be 0 to 100"))
-    amount_off = fields.Dict(keys=CurrencyCode(), values=StrictInteger(validate=_NON_NEGATIVE))
-    max_redemptions = StrictInteger(load_default=None, validate=_NON_NEGATIVE)
-    times_redeemed = StrictInteger(load_default=None, validate=_NON_NEGATIVE)
+    amount_off = fields.Dict(keys=CurrencyCode(), values=StrictInteger(validate=_AMOUNT))
+    max_redemptions = StrictInteger(load_default=None, validate=_COUNT)
+    times_redeemed = StrictInteger(load_default=None, validate=_COUNT)
     valid_from = fields.AwareDateTime(load_default=None)
     valid_until = fields.AwareDateTime(load_default=None)
     active = StrictBoolean(load_default=True)
@@ -119,19 +124,20 @@ class MerchantSchema(Schema):
     code = StrictString(
         required=True,
         validate=validate.Regexp(
-            r"^[a-z0-9][a-z0-9_-]{0,63}$", error="lowercase letters, digits, _ and -"
+            r"^[a-z0-9][a-z0-9_-]{0,63}\Z", error="lowercase letters, digits, _ and -"
         ),
     )
     name = StrictString(required=True, validate=validate.Length(1, 200))
     default_currency = CurrencyCode(required=True)
     order_prefix = StrictString(
-        required=True, validate=validate.Regexp(r"^[A-Z0-9]{1,20}$", error="1 to 20 of A-Z and 0-9")
+        required=True,
+        validate=validate.Regexp(r"^[A-Z0-9]{1,20}\Z", error="1 to 20 of A-Z and 0-9"),
     )
     precheck_autocharge = fields.Nested(AutochargeSchema, required=True)
     payment_page_url = StrictString(
         required=True,
         validate=validate.Regexp(
-            r"^https?://.*\{order_id\}", error="an http(s) URL with {order_id}"
+            r"^https?://.*\{order_id\}", error="an http(s) URL with {{order_id}}"
         ),
     )
     default_host = StrictString(required=True, validate=validate.Length(1, 253))

@@ -46,6 +46,11 @@ async def load_catalog_file(database_url: str, path: Path) -> dict[str, int]:
     conn = await create_connection(database_url)
     try:
         return await upsert_catalog(conn, catalog)
+    except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as exc:
+        # What only the database can see: the file against what is stored (a coupon's
+        # max_redemptions below the redemptions it already had, say). Rolled back whole.
+        detail = f" ({exc.detail})" if getattr(exc, "detail", None) else ""
+        raise CatalogFileError(f"{path}: refused by the database: {exc}{detail}") from None
     finally:
         await conn.close()
 
@@ -53,13 +58,22 @@ async def load_catalog_file(database_url: str, path: Path) -> dict[str, int]:
 async def upsert_catalog(conn: asyncpg.Connection, catalog: dict[str, Any]) -> dict[str, int]:
     counts = {"merchants": 0, "products": 0, "coupons": 0, "buyers": 0}
     async with conn.transaction():
+        merchant_ids = []
         for m in catalog["merchants"]:
             merchant_id = await _upsert_merchant(conn, m)
+            merchant_ids.append(merchant_id)
             counts["merchants"] += 1
             product_ids: dict[str, int] = {}
             for p in m["products"]:
                 product_ids[p["code"]] = await _upsert_product(conn, merchant_id, p)
                 counts["products"] += 1
+            for b in m["buyers"]:
+                await _upsert_buyer(conn, merchant_id, b, product_ids)
+                counts["buyers"] += 1
+        # Coupons last: an order redeeming a coupon waits for the row a load has written
+        # until the load commits, so the rows are taken just before the commit, not for
+        # the whole load (a big file takes many seconds).
+        for merchant_id, m in zip(merchant_ids, catalog["merchants"], strict=True):
             for c in m["coupons"]:
                 await conn.execute(
                     queries.upsert_coupon,
@@ -74,9 +88,6 @@ async def upsert_catalog(conn: asyncpg.Connection, catalog: dict[str, Any]) -> d
                     c["active"],
                 )
                 counts["coupons"] += 1
-            for b in m["buyers"]:
-                await _upsert_buyer(conn, merchant_id, b, product_ids)
-                counts["buyers"] += 1
         await conn.execute(queries.notify, CATALOG_CHANNEL)
     return counts
 

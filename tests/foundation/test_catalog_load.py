@@ -13,7 +13,9 @@ import asyncpg
 import orjson
 import pytest
 
-from service.catalog_load import CatalogFileError, load_catalog_file
+from service.catalog_load import CatalogFileError, load_catalog_file, parse_catalog, upsert_catalog
+from service.db import create_connection
+from service.sql import queries
 from tests.conftest import DEMO_CATALOG
 
 ORDER_SERVICE = str(Path(sys.executable).parent / "order-service")
@@ -156,7 +158,7 @@ ADEPRIMO = "merchants.2"
 BAD_FILES: dict[str, tuple[Callable[[Document], None], list[str]]] = {
     "negative price": (
         _set("merchants.0.products.3.prices.EUR", -1),
-        ["merchants[0].products[3].prices.EUR", "must be >= 0"],
+        ["merchants[0].products[3].prices.EUR", "must be 0 to 9007199254740991"],
     ),
     "unknown currency": (
         _set("merchants.0.products.0.prices.ABC", 100),
@@ -196,6 +198,42 @@ BAD_FILES: dict[str, tuple[Callable[[Document], None], list[str]]] = {
     "unknown field": (
         _set("merchants.0.colour", "blue"),
         ["merchants[0].colour", "Unknown field"],
+    ),
+    "payment page URL without {order_id}": (
+        _set("merchants.0.payment_page_url", "ftp://{host}/x"),
+        ["merchants[0].payment_page_url", "an http(s) URL with {order_id}"],
+    ),
+    "merchant code ending in a newline": (
+        _set("merchants.0.code", "eyezy\n"),
+        ["merchants[0].code", "lowercase letters, digits, _ and -"],
+    ),
+    "order prefix ending in a newline": (
+        _set("merchants.0.order_prefix", "EYEZY\n"),
+        ["merchants[0].order_prefix", "1 to 20 of A-Z and 0-9"],
+    ),
+    "period id ending in a newline": (
+        _set(f"{ADEPRIMO}.products.0.periods.0.id", "5cb804811d41c82b5c518ea8\n"),
+        ["merchants[2].products[0].periods[0].id", "24 lowercase hex"],
+    ),
+    "billing period ending in a newline": (
+        _set("merchants.0.products.0.billing_period", "P1M\n"),
+        ["merchants[0].products[0].billing_period", "ISO 8601 duration"],
+    ),
+    "price past 2^53 - 1": (
+        _set("merchants.0.products.0.prices.USD", 2**63),
+        ["merchants[0].products[0].prices.USD", "must be 0 to 9007199254740991"],
+    ),
+    "period price past 2^53 - 1": (
+        _set(f"{ADEPRIMO}.products.0.periods.0.prices.SEK", 2**63),
+        ["merchants[2].products[0].periods[0].prices.SEK", "must be 0 to 9007199254740991"],
+    ),
+    "tier past 32 bits": (
+        _set("merchants.0.products.0.tier", 2**31),
+        ["merchants[0].products[0].tier", "must be -2147483648 to 2147483647"],
+    ),
+    "redemption limit past 32 bits": (
+        _set("merchants.0.coupons.0.max_redemptions", 2**31),
+        ["merchants[0].coupons[0].max_redemptions", "must be 0 to 2147483647"],
     ),
     "price that is not an integer": (
         _set("merchants.0.products.0.prices.USD", 9.99),
@@ -349,7 +387,7 @@ async def test_the_cli_refuses_a_bad_file_with_status_1(
     status, _, stderr = await _cli(migrated_database_url, "catalog", "load", str(path))
 
     assert status == 1
-    assert "merchants[0].products[3].prices.EUR: must be >= 0" in stderr
+    assert "merchants[0].products[3].prices.EUR: must be 0 to 9007199254740991" in stderr
     assert str(path) in stderr
     assert _rows(await dump(migrated_database_url)) == 0
 
@@ -361,3 +399,59 @@ async def test_the_cli_loads_the_demo_file(migrated_database_url: str) -> None:
     line = orjson.loads(stdout.splitlines()[-1])
     assert line["event"] == "catalog_loaded"
     assert line["merchants"] == len(demo()["merchants"])
+
+
+async def test_a_limit_below_the_redemptions_made_is_refused_by_the_database_whole(
+    migrated_database_url: str, tmp_path: Path
+) -> None:
+    await load_catalog_file(migrated_database_url, DEMO_CATALOG)
+    conn = await asyncpg.connect(migrated_database_url)
+    try:
+        await conn.execute("UPDATE coupons SET times_redeemed = 2 WHERE code = 'WELCOME10'")
+        before = await dump(migrated_database_url)
+        document = demo()
+        document["merchants"][0]["name"] = "Renamed in the refused file"
+        document["merchants"][0]["coupons"][0]["max_redemptions"] = 1
+        with pytest.raises(CatalogFileError) as refused:
+            await load_catalog_file(migrated_database_url, write(tmp_path, document))
+        assert "refused by the database" in str(refused.value)
+        assert "WELCOME10" in str(refused.value)  # PostgreSQL's detail names the row
+        assert await dump(migrated_database_url) == before
+    finally:
+        await conn.close()
+
+
+class RecordingConnection:
+    """A connection that notes the statements it runs, in order."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self.statements: list[str] = []
+
+    def transaction(self) -> Any:
+        return self.conn.transaction()
+
+    async def execute(self, query: str, *args: Any) -> Any:
+        self.statements.append(query)
+        return await self.conn.execute(query, *args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        self.statements.append(query)
+        return await self.conn.fetchval(query, *args)
+
+
+async def test_coupons_are_written_last_so_orders_wait_for_them_only_briefly(
+    migrated_database_url: str,
+) -> None:
+    # An order redeeming a coupon waits for a row the load has written until the load
+    # commits: with coupons first, a big file held them for all of its many seconds.
+    conn = await create_connection(migrated_database_url)
+    try:
+        recording = RecordingConnection(conn)
+        await upsert_catalog(recording, parse_catalog(DEMO_CATALOG.read_bytes()))  # type: ignore[arg-type]
+    finally:
+        await conn.close()
+    kinds = ["coupon" if q == queries.upsert_coupon else "other" for q in recording.statements]
+    first_coupon = kinds.index("coupon")
+    assert set(kinds[first_coupon:-1]) == {"coupon"}  # then only the NOTIFY
+    assert recording.statements[-1] == queries.notify
