@@ -71,6 +71,38 @@ def assert_valid_event(received: Received, family: str, order_id: str) -> None:
     assert received.message_id == envelope["id"] == received.headers["ce-id"]
 
 
+async def post_me_order(client: Any, config: Config, account: str, **fields: Any) -> dict[str, Any]:
+    """A customer order of `account` (an invoice period), signed in with a fresh token;
+    its answer."""
+    now = int(time.time())
+    assert config.jwt_secret is not None
+    claims = {
+        "sub": account,
+        "org": "adeprimo",
+        "scope": "openid /external/me/order/w",
+        "iat": now,
+        "exp": now + 300,
+    }
+    token = jwt.encode(claims, config.jwt_secret, "HS256")
+    body = {
+        "product_code": "adeprimo_digital",
+        "period_id": INVOICE_PERIOD,
+        "browser_ip": "127.0.0.1",
+        "language": "sv-SE",
+        "user_agent": "Mozilla/5.0 (X11; Linux x86_64)",
+        "receipt_url": "https://domain.tld/receipt/585a4768edce2c5e6f000001",
+        **fields,
+    }
+    response = await client.post(
+        "/external/api/v1/me/order",
+        data=orjson.dumps(body),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    assert response.status == 200, await response.text()
+    answer: dict[str, Any] = await response.json()
+    return answer
+
+
 async def test_initials_url_order_event(
     client: Any, consumer: EventConsumer, db: asyncpg.Connection
 ) -> None:
@@ -118,36 +150,13 @@ async def test_me_order_event(
 ) -> None:
     account = f"customer-{uuid.uuid4().hex[:12]}"
     merchant_reference = f"ref-{uuid.uuid4().hex[:8]}"
-    now = int(time.time())
-    assert config.jwt_secret is not None
-    token = jwt.encode(
-        {
-            "sub": account,
-            "org": "adeprimo",
-            "scope": "openid /external/me/order/w",
-            "iat": now,
-            "exp": now + 300,
-        },
-        config.jwt_secret,
-        "HS256",
+    answer = await post_me_order(
+        client,
+        config,
+        account,
+        merchant_reference=merchant_reference,
+        traffic_source="newsletter",
     )
-    body = {
-        "product_code": "adeprimo_digital",
-        "period_id": INVOICE_PERIOD,
-        "browser_ip": "127.0.0.1",
-        "language": "sv-SE",
-        "user_agent": "Mozilla/5.0 (X11; Linux x86_64)",
-        "receipt_url": "https://domain.tld/receipt/585a4768edce2c5e6f000001",
-        "merchant_reference": merchant_reference,
-        "traffic_source": "newsletter",
-    }
-    response = await client.post(
-        "/external/api/v1/me/order",
-        data=orjson.dumps(body),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    assert response.status == 200, await response.text()
-    answer = await response.json()
 
     order_id = await db.fetchval("SELECT id FROM orders WHERE customer_account = $1", account)
     received = await consumer.wait_for_match(lambda r: r.envelope.get("subject") == order_id)
@@ -179,25 +188,7 @@ async def test_the_event_spells_the_buyer_ip_as_the_order_row_and_the_api_do(
     assert (await read.json())["data"]["buyerIp"] == stored
 
     account = f"customer-{uuid.uuid4().hex[:12]}"
-    now = int(time.time())
-    assert config.jwt_secret is not None
-    claims = {"sub": account, "org": "adeprimo", "scope": "/external/me/order/w", "exp": now + 60}
-    token = jwt.encode(claims, config.jwt_secret, "HS256")
-    body = {
-        "product_code": "adeprimo_digital",
-        "period_id": INVOICE_PERIOD,
-        "browser_ip": "2001:0DB8::0002",
-        "language": "sv-SE",
-        "user_agent": "Mozilla/5.0",
-        "receipt_url": "https://domain.tld/receipt/1",
-    }
-    response = await client.post(
-        "/external/api/v1/me/order",
-        data=orjson.dumps(body),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    assert response.status == 200, await response.text()
-    order_id = (await response.json())["id"]
+    order_id = (await post_me_order(client, config, account, browser_ip="2001:0DB8::0002"))["id"]
     received = await consumer.wait_for_match(lambda r: r.envelope.get("subject") == order_id)
     stored = await db.fetchval("SELECT host(buyer_ip) FROM orders WHERE id = $1", order_id)
     assert stored == "2001:db8::2"

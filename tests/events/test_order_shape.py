@@ -5,13 +5,11 @@ document, which allows nothing else."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import jsonschema
-import jwt
 import orjson
 import pytest
 
@@ -26,7 +24,7 @@ from events.order_data import (
 )
 from service.config import Config
 from tests.events.conftest import EventConsumer, MerchantRef, Received
-from tests.events.test_endpoints import ANN, INVOICE_PERIOD, metadata_marker, signed
+from tests.events.test_endpoints import ANN, metadata_marker, post_me_order, signed
 from tests.me_order.conftest import ADDRESS
 
 ANN_PREMIUM_SUB = "0d6a8f7e-2b1c-4c55-8e0f-6b3a9d2e1f44"  # premium_1m, tier 2
@@ -87,35 +85,15 @@ async def oneclick_order(client: Any, consumer: EventConsumer) -> dict[str, Any]
 
 async def me_order(client: Any, consumer: EventConsumer, config: Config) -> dict[str, Any]:
     account = f"customer-{uuid.uuid4().hex[:12]}"
-    now = int(time.time())
-    assert config.jwt_secret is not None
-    claims = {
-        "sub": account,
-        "org": "adeprimo",
-        "scope": "openid /external/me/order/w",
-        "iat": now,
-        "exp": now + 300,
-    }
-    body = {
-        "product_code": "adeprimo_digital",
-        "period_id": INVOICE_PERIOD,
-        "browser_ip": "2001:db8::7",
-        "language": "sv-SE",
-        "user_agent": "Mozilla/5.0 (X11; Linux x86_64)",
-        "receipt_url": "https://domain.tld/receipt/585a4768edce2c5e6f000001",
-        "address": ADDRESS,
-        "invoice_delivery_method": "email",
-    }
-    response = await client.post(
-        "/external/api/v1/me/order",
-        data=orjson.dumps(body),
-        headers={
-            "Authorization": f"Bearer {jwt.encode(claims, config.jwt_secret, 'HS256')}",
-            "Content-Type": "application/json",
-        },
+    answer = await post_me_order(
+        client,
+        config,
+        account,
+        browser_ip="2001:db8::7",
+        address=ADDRESS,
+        invoice_delivery_method="email",
     )
-    assert response.status == 200, await response.text()
-    order_id = (await response.json())["id"]
+    order_id = answer["id"]
 
     def is_it(received: Received) -> bool:
         return bool(received.envelope.get("subject") == order_id)
