@@ -81,8 +81,10 @@ class CouponSchema(Schema):
 
     @validates_schema
     def one_reduction(self, data: dict[str, Any], **_: Any) -> None:
-        if ("percent_off" in data) == ("amount_off" in data):
+        if "percent_off" in data and "amount_off" in data:
             raise ValidationError("a coupon has percent_off or amount_off, never both")
+        if "percent_off" not in data and "amount_off" not in data:
+            raise ValidationError("a coupon needs percent_off or amount_off")
         start, end = data.get("valid_from"), data.get("valid_until")
         if start and end and start >= end:
             raise ValidationError("must be after valid_from", "valid_until")

@@ -168,6 +168,10 @@ BAD_FILES: dict[str, tuple[Callable[[Document], None], list[str]]] = {
         _set("merchants.0.coupons.0.amount_off", {"USD": 100}),
         ["merchants[0].coupons[0]", "percent_off or amount_off, never both"],
     ),
+    "coupon without a reduction": (
+        _drop("merchants.0.coupons.0.percent_off"),
+        ["merchants[0].coupons[0]", "a coupon needs percent_off or amount_off"],
+    ),
     "subscription of an unknown product": (
         _set("merchants.0.buyers.0.subscriptions.0.product_code", "no_such_product"),
         ["merchants[0].buyers[0].subscriptions[0].product_code", "no product with this code"],
