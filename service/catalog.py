@@ -20,6 +20,7 @@ import structlog
 
 from service.background import running_in_background
 from service.errors import ServiceUnavailable
+from service.outside_failures import describe
 from service.sql import queries
 
 log = structlog.get_logger(__name__)
@@ -264,7 +265,7 @@ class CatalogCache:
         try:
             await self.refresh(pool)
         except Exception as exc:  # noqa: BLE001 - retried by the listener below
-            log.warning("catalog_load_failed", error=str(exc))
+            log.warning("catalog_load_failed", error=describe(exc))
         async with running_in_background(self._listen(pool, dsn, poll_seconds), "catalog-listener"):
             yield
 
@@ -294,7 +295,7 @@ class CatalogCache:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - an outage must not stop the service
-                log.warning("catalog_listener_error", error=str(exc))
+                log.warning("catalog_listener_error", error=describe(exc))
                 await asyncio.sleep(1.0)
             finally:
                 if conn is not None and not conn.is_closed():

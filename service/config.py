@@ -92,6 +92,17 @@ class Config:
         return redact_url(self.amqp_url)
 
 
+# A URL's password runs to the last "@" before the host's path (a password may hold "@"),
+# and the user name may be empty.
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^\s/]*@", re.IGNORECASE)
+
+
+def redact_passwords(text: str) -> str:
+    """`text` with the password of every URL in it replaced by ***, however malformed the
+    URL (a configuration error shows the value it refuses)."""
+    return _URL_PASSWORD.sub(r"\g<scheme>***@", text)
+
+
 def redact_url(url: str) -> str:
     """The URL with any password replaced, safe to log."""
     parts = urlsplit(url)
@@ -238,7 +249,8 @@ def _read(env: Mapping[str, str], name: str, parse: Callable[[str], T], default:
     try:
         return parse(raw)
     except ValueError as exc:
-        raise ConfigError(name, f"invalid value {raw!r}: {exc}") from exc
+        shown = redact_passwords(raw)
+        raise ConfigError(name, f"invalid value {shown!r}: {redact_passwords(str(exc))}") from exc
 
 
 def load_config(env: Mapping[str, str] | None = None) -> Config:

@@ -6,7 +6,6 @@ import contextlib
 import io
 import json
 import logging
-import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any, TextIO, cast
@@ -14,18 +13,17 @@ from typing import Any, TextIO, cast
 import orjson
 import structlog
 
+from service.config import redact_passwords
+
 # Keys whose values never reach a log line, whatever logs them.
 SECRET_KEYS = frozenset(
     {"x-token", "x_token", "authorization", "secret", "password", "token", "jwt", "api_key"}
 )
-# The password runs to the last "@" before the host's path: a password may hold "@" itself,
-# and the user name may be empty.
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^\s/]*@", re.IGNORECASE)
 
 
 def _redact_value(value: Any) -> Any:
     if isinstance(value, str) and "://" in value:
-        return _URL_PASSWORD.sub(r"\g<scheme>***@", value)
+        return redact_passwords(value)
     if isinstance(value, dict):
         return {
             k: "[redacted]" if str(k).lower() in SECRET_KEYS else _redact_value(v)

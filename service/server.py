@@ -97,6 +97,15 @@ async def serve_worker(config: Config, port: int, *, reuse_port: bool) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
+    if not reuse_port:
+        # A taken port is found before the app starts: a second `serve` on it would
+        # otherwise open a pool and run a relay of its own before it failed to listen.
+        try:
+            check_port_free(config.host, port)
+        except OSError as exc:
+            log.error("listen_failed", host=config.host, port=port, error=str(exc))
+            return 1
+
     # aiohttp waits for a request in flight twice: up to its shutdown_timeout, then (after
     # cancelling only the request's body) up to shutdown_timeout again before it cancels
     # the handler. Half of SHUTDOWN_TIMEOUT each makes the whole wait SHUTDOWN_TIMEOUT.
@@ -158,6 +167,18 @@ def _stop_with_parent() -> None:
     with contextlib.suppress(OSError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raises OSError if `host`:`port` cannot be bound now (taken, or a host that is not
+    this machine's). The port is not held: the site binds it once the app has started."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As asyncio's server binds: a port left in TIME_WAIT is free, a listening one not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
 
 
 def reserve_port(host: str, port: int) -> socket.socket:

@@ -79,6 +79,21 @@ def test_a_bad_value_names_the_variable(variable: str, value: str) -> None:
     assert str(refused.value).startswith(f"{variable}: ")
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DATABASE_URL", "postgresql://u:s3cretpw@h:99999/db"),
+        ("DATABASE_URL", "postgresql://u:s3cretpw@db.internal"),
+        ("AMQP_URL", "amqp://guest:s3cretpw@rabbit:99999/"),
+    ],
+)
+def test_a_refused_url_is_shown_without_its_password(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_config({variable: value})
+    assert "s3cretpw" not in str(refused.value)
+    assert ":***@" in str(refused.value)
+
+
 def test_a_jwt_secret_shorter_than_its_algorithms_need_is_refused() -> None:
     with pytest.raises(ConfigError, match="JWT_SECRET: must be at least 32 bytes for HS256"):
         load_config({"JWT_SECRET": "x" * 31})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -86,3 +88,17 @@ async def test_metrics_can_be_switched_off(aiohttp_client: Any, config: Any) -> 
 
     client = await aiohttp_client(create_app(replace(config, metrics_enabled=False)))
     assert (await client.get("/metrics")).status == 404
+
+
+def test_every_family_is_counted_from_the_start() -> None:
+    # In a fresh process (this one's registry has seen orders): a rate() or an alert on
+    # a family must see 0 before the family's first order, not nothing.
+    script = (
+        "import service.metrics; from prometheus_client import generate_latest; "
+        "print(generate_latest().decode())"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout
+    for family in ("initials_url", "oneclick", "me_order"):
+        assert f'order_service_orders_created_total{{family="{family}"}} 0.0' in shown

@@ -49,6 +49,23 @@ async def test_workers_on_a_taken_port_fail_cleanly_and_leave_no_metrics_directo
     assert list(service_tmp.iterdir()) == []
 
 
+async def test_a_single_worker_on_a_taken_port_fails_before_starting_anything(
+    launch: Launch,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = await launch("serve", "--workers", "1", PORT=str(port))
+        assert await process.wait() == 1
+    [failure] = [e for e in process.events if e.get("event") == "listen_failed"]
+    assert failure["port"] == port
+    # No pool, no catalog, no broker, no relay of its own first.
+    started = {"database_pool_open", "catalog_loaded", "broker_connected", "relay_started"}
+    assert not [e for e in process.events if e.get("event") in started]
+    assert "Traceback" not in process.output()
+
+
 async def test_workers_option_has_the_same_bound_as_the_setting(launch: Launch) -> None:
     process = await launch("serve", "--workers", "100")
     assert await process.wait() == 2
