@@ -28,8 +28,9 @@ log = structlog.get_logger(__name__)
 
 CLOSE_TIMEOUT = 3.0
 # The AMQP heartbeat asked for unless AMQP_URL names one. A broker that stops answering
-# without closing the connection is noticed after three missed heartbeats: 30 s, where
-# the 60 s that RabbitMQ proposes left readiness saying "ok" for three minutes.
+# without closing the connection is noticed after three missed heartbeats (aiormq waits
+# (10 + 1) x 3 = 33 s), where the 60 s that RabbitMQ proposes left readiness saying "ok"
+# for three minutes.
 HEARTBEAT_SECONDS = 10
 
 
