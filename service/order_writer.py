@@ -170,18 +170,27 @@ class OrderWriter:
         ORDER_WRITE_BATCH_SIZE.observe(len(batch))
         try:
             async with self._pool.acquire() as conn:
-                if len(batch) == 1:
-                    await _write_alone(conn, batch[0])
-                    return
                 try:
-                    references = await conn.fetch(
-                        queries.place_orders, [_batch_entry(pending.args) for pending in batch]
-                    )
-                except Exception as exc:
-                    if not _refused_for_an_order(exc):
-                        raise
-                    await self._write_each_alone(conn, batch, exc)
-                    return
+                    if len(batch) == 1:
+                        await _write_alone(conn, batch[0])
+                        return
+                    try:
+                        references = await conn.fetch(
+                            queries.place_orders,
+                            [_batch_entry(pending.args) for pending in batch],
+                        )
+                    except Exception as exc:
+                        if not _refused_for_an_order(exc):
+                            raise
+                        await self._write_each_alone(conn, batch, exc)
+                        return
+                except DATABASE_DOWN as exc:
+                    # Answered before the connection goes back to the pool: giving back
+                    # one whose query timed out on a database that stopped answering
+                    # takes as long as the query did.
+                    for pending in batch:
+                        _fail(pending.result, exc)
+                    raise
         except DATABASE_DOWN as exc:
             for pending in batch:
                 _fail(pending.result, exc)

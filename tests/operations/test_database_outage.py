@@ -161,3 +161,27 @@ async def test_a_database_turning_connections_away_answers_503(
         await admin.execute(f"ALTER DATABASE {quoted} ALLOW_CONNECTIONS true")
         await admin.close()
     assert (await post_initials(client)).status == 200
+
+
+async def test_a_database_that_stops_answering_gets_503_within_the_statement_timeout(
+    aiohttp_client: Any, config: Config, proxy: TcpProxy
+) -> None:
+    # A frozen host: connections stay open, nothing is refused, nothing answers. The
+    # order's statement gives up after its timeout (the command timeout, 2 s here) and the
+    # order is answered then, not once the connection has also been given back.
+    frozen = replace(
+        config,
+        database_url=proxy.url_for(config.database_url),
+        db_acquire_timeout=ACQUIRE_TIMEOUT,
+        db_statement_timeout_ms=1000,
+    )
+    client = await aiohttp_client(create_app(frozen))
+    assert (await post_initials(client)).status == 200  # the pool holds open connections
+    proxy.freeze()
+    try:
+        response, took = await timed(post_initials(client))
+    finally:
+        proxy.thaw()
+    assert response.status == 503
+    assert (await response.json())["error"]["code"] == "database_unavailable"
+    assert took < frozen.db_command_timeout + 1.0

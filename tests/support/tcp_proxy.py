@@ -2,7 +2,9 @@
 
 `cut()` drops every live connection (both sides are reset) and stops listening, so new
 connections are refused, as when the server is down; `restore()` listens again on the
-same port. Runs in the test's event loop.
+same port. `freeze()` keeps every connection open but passes nothing on, as a server that
+hangs or a route that drops packets (nothing is refused, nothing answers); `thaw()` lets
+the data flow again. Runs in the test's event loop.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ class TcpProxy:
         self._links: set[asyncio.Task[None]] = set()
         self._transports: set[asyncio.WriteTransport] = set()
         self._generation = 0  # bumped by cut(): a link opened before it must not live on
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     @property
     def is_cut(self) -> bool:
@@ -56,10 +60,17 @@ class TcpProxy:
         for transport in list(self._transports):
             transport.abort()
         self._transports.clear()
+        self._flowing.set()  # links held by freeze() end too
         # The links end by themselves once their sockets are gone (cancelling a
         # start_server handler makes asyncio log an error).
         if self._links:
             await asyncio.wait(list(self._links))
+
+    def freeze(self) -> None:
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
 
     async def restore(self) -> None:
         if self._server is None:
@@ -88,6 +99,7 @@ class TcpProxy:
         upstream_t: asyncio.WriteTransport | None = None
         generation = self._generation
         try:
+            await self._flowing.wait()
             try:
                 up_r, up_w = await asyncio.open_connection(self.target_host, self.target_port)
             except OSError:
@@ -96,7 +108,9 @@ class TcpProxy:
             if generation != self._generation:
                 return
             self._transports.add(upstream_t)
-            await asyncio.gather(_pipe(client_r, up_w), _pipe(up_r, client_w))
+            await asyncio.gather(
+                _pipe(client_r, up_w, self._flowing), _pipe(up_r, client_w, self._flowing)
+            )
         finally:
             self._links.discard(task)
             for transport in (client_t, upstream_t):
@@ -105,9 +119,12 @@ class TcpProxy:
                     transport.abort()
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowing: asyncio.Event
+) -> None:
     try:
         while data := await reader.read(CHUNK):
+            await flowing.wait()
             writer.write(data)
             await writer.drain()
     except (ConnectionError, OSError):
