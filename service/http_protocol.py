@@ -1,7 +1,7 @@
 """Answers for requests the app never sees. A request aiohttp cannot parse (a bad header
 line, a bad chunk size, two Content-Lengths) or an error raised outside the middleware is
 answered by aiohttp itself: plain text, and a traceback logged at error level. Here they
-get the JSON error body of the merchant families (the path of an unparseable request is
+get the JSON error body of the merchant endpoints (the path of an unparseable request is
 not known, so no family can be picked from it) and one log line without a traceback for
 a client's mistake, so garbage from a client neither breaks a JSON client nor pages the
 operator on call."""
@@ -66,8 +66,9 @@ class JsonErrorRequestHandler(RequestHandler):
                 remote=request.remote,
             )
         else:
-            error = ApiError("Internal error; it has been logged", code="internal_error")
-            error.status = status
+            error = ApiError(
+                "Internal error; it has been logged", code="internal_error", status=status
+            )
             log.error("unhandled_error", request_id=request_id, status=status, exc_info=exc)
         observe_request("unmatched", "OTHER", status, 0.0)
         if request.writer.output_size > 0:
