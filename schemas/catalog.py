@@ -33,7 +33,8 @@ Prices = fields.Dict(keys=CurrencyCode(), values=StrictInteger(validate=_AMOUNT)
 class KeySchema(Schema):
     public_key = StrictString(required=True, validate=validate.Length(1, 200))
     secret = StrictString(required=True, validate=validate.Length(min=8))
-    status = StrictString(load_default="active", validate=validate.OneOf(["active", "revoked"]))
+    # Left out: "active" for a new key, unchanged for a stored one (see the upsert).
+    status = StrictString(load_default=None, validate=validate.OneOf(["active", "revoked"]))
 
 
 class SubbrandSchema(Schema):
@@ -77,7 +78,7 @@ class CouponSchema(Schema):
     times_redeemed = StrictInteger(load_default=None, validate=_COUNT)
     valid_from = fields.AwareDateTime(load_default=None)
     valid_until = fields.AwareDateTime(load_default=None)
-    active = StrictBoolean(load_default=True)
+    active = StrictBoolean(load_default=None)  # left out: true when new, else unchanged
 
     @validates_schema
     def one_reduction(self, data: dict[str, Any], **_: Any) -> None:
@@ -97,7 +98,7 @@ class ChargeMethodSchema(Schema):
     id = StrictString(required=True, validate=validate.Length(1, 100))
     type = StrictString(required=True, validate=validate.Length(1, 40))
     status = StrictString(
-        load_default="active", validate=validate.OneOf(["active", "expired", "disabled"])
+        load_default=None, validate=validate.OneOf(["active", "expired", "disabled"])
     )
 
 
@@ -105,7 +106,7 @@ class SubscriptionSchema(Schema):
     id = fields.UUID(required=True)
     product_code = StrictString(required=True)
     status = StrictString(
-        load_default="active", validate=validate.OneOf(["active", "cancelled", "expired"])
+        load_default=None, validate=validate.OneOf(["active", "cancelled", "expired"])
     )
     current_period_end = fields.AwareDateTime(load_default=None)
 

@@ -33,10 +33,12 @@ ON CONFLICT (merchant_id) DO UPDATE
        payment_page_url = EXCLUDED.payment_page_url, default_host = EXCLUDED.default_host;
 
 -- name: upsert_merchant_key
+-- A status left out ($4 null) is 'active' for a new key and unchanged for a stored one: a
+-- revoked key comes back only when a file says so.
 INSERT INTO merchant_keys AS k (public_key, merchant_id, secret, status)
-VALUES ($1, $2, $3, $4)
+VALUES ($1, $2, $3, COALESCE($4::text, 'active'))
 ON CONFLICT (public_key) DO UPDATE
-   SET secret = EXCLUDED.secret, status = EXCLUDED.status
+   SET secret = EXCLUDED.secret, status = COALESCE($4::text, k.status)
  WHERE k.merchant_id = EXCLUDED.merchant_id
 RETURNING merchant_id;
 
@@ -72,15 +74,16 @@ RETURNING product_id;
 
 -- name: upsert_coupon
 -- times_redeemed from the file seeds the counter (demo data); otherwise the live count stays.
+-- active left out ($9 null) is true for a new coupon and unchanged for a stored one.
 INSERT INTO coupons AS c (merchant_id, code, percent_off, amount_off, max_redemptions,
                           times_redeemed, valid_from, valid_until, active)
-VALUES ($1, $2, $3, $4, $5, COALESCE($6, 0), $7, $8, $9)
+VALUES ($1, $2, $3, $4, $5, COALESCE($6, 0), $7, $8, COALESCE($9::boolean, true))
 ON CONFLICT (merchant_id, code) DO UPDATE
    SET percent_off = EXCLUDED.percent_off, amount_off = EXCLUDED.amount_off,
        max_redemptions = EXCLUDED.max_redemptions,
        times_redeemed = COALESCE($6, c.times_redeemed),
        valid_from = EXCLUDED.valid_from, valid_until = EXCLUDED.valid_until,
-       active = EXCLUDED.active;
+       active = COALESCE($9::boolean, c.active);
 
 -- name: upsert_buyer
 INSERT INTO buyers AS b (id, merchant_id, email) VALUES ($1, $2, $3)
@@ -89,16 +92,19 @@ ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email
 RETURNING merchant_id;
 
 -- name: upsert_charge_method
-INSERT INTO charge_methods AS m (id, buyer_id, type, status) VALUES ($1, $2, $3, $4)
-ON CONFLICT (id) DO UPDATE SET type = EXCLUDED.type, status = EXCLUDED.status
+-- A status left out ($4 null): 'active' when new, unchanged when stored.
+INSERT INTO charge_methods AS m (id, buyer_id, type, status)
+VALUES ($1, $2, $3, COALESCE($4::text, 'active'))
+ON CONFLICT (id) DO UPDATE SET type = EXCLUDED.type, status = COALESCE($4::text, m.status)
  WHERE m.buyer_id = EXCLUDED.buyer_id
 RETURNING buyer_id;
 
 -- name: upsert_subscription
+-- A status left out ($4 null): 'active' when new, unchanged when stored.
 INSERT INTO subscriptions AS s (id, buyer_id, product_id, status, current_period_end)
-VALUES ($1, $2, $3, $4, $5)
+VALUES ($1, $2, $3, COALESCE($4::text, 'active'), $5)
 ON CONFLICT (id) DO UPDATE
-   SET product_id = EXCLUDED.product_id, status = EXCLUDED.status,
+   SET product_id = EXCLUDED.product_id, status = COALESCE($4::text, s.status),
        current_period_end = EXCLUDED.current_period_end
  WHERE s.buyer_id = EXCLUDED.buyer_id
 RETURNING buyer_id;

@@ -459,3 +459,45 @@ async def test_coupons_are_written_last_so_orders_wait_for_them_only_briefly(
     first_coupon = kinds.index("coupon")
     assert set(kinds[first_coupon:-1]) == {"coupon"}  # then only the NOTIFY
     assert recording.statements[-1] == queries.notify
+
+
+async def test_a_status_left_out_keeps_the_stored_one_and_a_new_entry_is_active(
+    migrated_database_url: str, tmp_path: Path
+) -> None:
+    # Revocation, retirement and expiry are undone only by a file that says so: leaving
+    # `status` (or a coupon's `active`) out of a reload must not revive a revoked key.
+    await load_catalog_file(migrated_database_url, DEMO_CATALOG)
+    document = demo()
+    eyezy = document["merchants"][0]
+    for key in eyezy["keys"]:
+        key.pop("status", None)
+    eyezy["keys"].append({"public_key": "pk_eyezy_new", "secret": "sk_eyezy_new_secret"})
+    for coupon in eyezy["coupons"]:
+        coupon.pop("active", None)
+    for buyer in eyezy["buyers"]:
+        for method in buyer["charge_methods"]:
+            method.pop("status", None)
+        for subscription in buyer["subscriptions"]:
+            subscription.pop("status", None)
+    conn = await asyncpg.connect(migrated_database_url)
+    try:
+        before = {
+            "keys": await conn.fetch("SELECT public_key, status FROM merchant_keys ORDER BY 1"),
+            "coupons": await conn.fetch("SELECT code, active FROM coupons ORDER BY 1"),
+            "methods": await conn.fetch("SELECT id, status FROM charge_methods ORDER BY 1"),
+            "subscriptions": await conn.fetch("SELECT id, status FROM subscriptions ORDER BY 1"),
+        }
+        assert ("pk_eyezy_old", "revoked") in [tuple(r) for r in before["keys"]]
+        await load_catalog_file(migrated_database_url, write(tmp_path, document))
+        keys = {
+            r[0]: r[1] for r in await conn.fetch("SELECT public_key, status FROM merchant_keys")
+        }
+        assert keys.pop("pk_eyezy_new") == "active"
+        assert keys == {r[0]: r[1] for r in before["keys"]}
+        assert await conn.fetch("SELECT code, active FROM coupons ORDER BY 1") == before["coupons"]
+        methods = await conn.fetch("SELECT id, status FROM charge_methods ORDER BY 1")
+        assert methods == before["methods"]
+        subscriptions = await conn.fetch("SELECT id, status FROM subscriptions ORDER BY 1")
+        assert subscriptions == before["subscriptions"]
+    finally:
+        await conn.close()
