@@ -16,13 +16,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
 from service.errors import ApiError
-from service.middleware import (
-    REQUEST_ID_HEADER,
-    SERVER_NAME,
-    json_dumps,
-    merchant_error_body,
-    new_request_id,
-)
+from service.middleware import REQUEST_ID_HEADER, SERVER_NAME, new_request_id, render_error
 from service.request_metrics import observe_request
 
 log = structlog.get_logger(__name__)
@@ -74,9 +68,7 @@ class JsonErrorRequestHandler(RequestHandler):
         if request.writer.output_size > 0:
             # Part of an answer is out already: the connection is broken, as aiohttp says.
             raise ConnectionError("Response already started; cannot send the error")
-        response = web.json_response(
-            merchant_error_body(error, request_id), status=status, dumps=json_dumps
-        )
+        response = render_error(request, error, request_id)
         response.headers[REQUEST_ID_HEADER] = request_id
         response.headers[hdrs.SERVER] = SERVER_NAME
         response.force_close()

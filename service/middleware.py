@@ -78,7 +78,7 @@ def payway_error_body(error: ApiError, request_id: str) -> dict[str, Any]:
     return body
 
 
-def render_error(request: web.Request, error: ApiError, request_id: str) -> web.Response:
+def render_error(request: web.BaseRequest, error: ApiError, request_id: str) -> web.Response:
     if request.path.startswith(PAYWAY_PREFIX):
         body = payway_error_body(error, request_id)
     else:

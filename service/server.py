@@ -174,21 +174,25 @@ def check_port_free(host: str, port: int) -> None:
     this machine's). The port is not held: the site binds it once the app has started."""
     if port == 0:
         return
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        # As asyncio's server binds: a port left in TIME_WAIT is free, a listening one not.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    with _tcp_socket(host) as probe:
         probe.bind((host, port))
 
 
 def reserve_port(host: str, port: int) -> socket.socket:
     """A bound, not listening SO_REUSEPORT socket: fixes the port (port 0 picks one) for
     the workers' sockets to share, and takes no connections itself."""
+    sock = _tcp_socket(host)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def _tcp_socket(host: str) -> socket.socket:
+    """A TCP socket for `host` with SO_REUSEADDR, as asyncio's servers bind: a port left
+    in TIME_WAIT is free, one another socket listens on is not."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
     return sock
 
 
