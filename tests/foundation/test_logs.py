@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.logs import _orjson_dumps, redact_secrets
+from service.logs import _orjson_dumps, redact_secrets, utc_timestamp
 
 
 def test_a_lone_surrogate_is_escaped_not_an_error() -> None:
@@ -32,3 +34,29 @@ def test_a_lone_surrogate_is_escaped_not_an_error() -> None:
 )
 def test_a_password_in_a_url_is_masked_whatever_it_holds(logged: str, shown: str) -> None:
     assert redact_secrets(None, "info", {"event": "x", "error": logged})["error"] == shown
+
+
+def test_secrets_are_masked_at_any_depth_of_a_value() -> None:
+    logged = {
+        "event": "x",
+        "Authorization": "Bearer abc",
+        "urls": ["amqp://svc:secret@rabbit/", ("postgresql://app:pw@db/orders",)],
+        "detail": {"token": "abc", "nested": {"dsn": "amqp://u:p@h/"}},
+        "status": 201,
+    }
+    assert redact_secrets(None, "info", logged) == {
+        "event": "x",
+        "Authorization": "[redacted]",
+        "urls": ["amqp://svc:***@rabbit/", ["postgresql://app:***@db/orders"]],
+        "detail": {"token": "[redacted]", "nested": {"dsn": "amqp://u:***@h/"}},
+        "status": 201,
+    }
+
+
+def test_the_timestamp_is_rfc_3339_utc_with_microseconds_and_now() -> None:
+    before = datetime.now(UTC)
+    stamped = [utc_timestamp(None, "info", {})["timestamp"] for _ in range(3)]
+    after = datetime.now(UTC)
+    for text in stamped:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", text), text
+        assert before - timedelta(microseconds=1) <= datetime.fromisoformat(text) <= after
