@@ -5,7 +5,7 @@ the channel lock, arms a timeout, queues one write and makes one `send()` call. 
 that was a fifth of the service's CPU. Here a batch takes the lock once, registers each
 message's confirmation exactly as `basic_publish` would (so aiormq's ack, nack and
 basic.return handling resolve them, and closing the channel rejects them), marshals every
-frame into one buffer and queues that buffer once.
+frame into one buffer (events/amqp_frames.py) and queues that buffer once.
 
 It relies on the channel attributes that `basic_publish` itself uses (`lock`,
 `delivery_tag`, `confirmations`, `message_id_delivery_tag`, `write_queue`,
@@ -24,8 +24,8 @@ from typing import Any
 import aiormq
 from aiormq.abc import ChannelFrame
 from pamqp import commands as spec
-from pamqp.body import ContentBody
-from pamqp.header import ContentHeader
+
+from events.amqp_frames import publish_payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +46,6 @@ async def publish_batch(
         raise ValueError("publish_batch needs a channel in publisher-confirm mode")
     if not all(message.properties.message_id for message in messages):
         raise ValueError("every message needs a message_id")
-    frames: list[Any] = []
     futures: list[asyncio.Future[Any]] = []
     async with channel.lock:
         tags = channel.delivery_tag
@@ -58,18 +57,15 @@ async def publish_batch(
             channel.message_id_delivery_tag[message_id] = tags
             confirmation.add_done_callback(_forget(channel, message_id, tags))
             futures.append(confirmation)
-            frames.append(
-                spec.Basic.Publish(
-                    exchange=exchange, routing_key=message.routing_key, mandatory=True
-                )
-            )
-            frames.append(ContentHeader(properties=message.properties, body_size=len(message.body)))
-            frames.extend(_body_frames(message.body, channel.max_content_size))
         channel.delivery_tag = tags
         try:
-            await channel.write_queue.put(
-                ChannelFrame.marshall(channel_number=channel.number, frames=frames)
+            payload = publish_payload(
+                channel.number,
+                exchange,
+                ((message.routing_key, message.body, message.properties) for message in messages),
+                channel.max_content_size,
             )
+            await channel.write_queue.put(ChannelFrame(payload=payload, should_close=False))
         except BaseException:
             # Not queued, so the broker never sees these tags: take them back, like
             # basic_publish does, so later tags still match the broker's count.
@@ -90,9 +86,3 @@ def _forget(
             del channel.message_id_delivery_tag[message_id]
 
     return forget
-
-
-def _body_frames(body: bytes, max_size: int) -> list[ContentBody]:
-    if len(body) < max_size:
-        return [ContentBody(body)] if body else []
-    return [ContentBody(body[start : start + max_size]) for start in range(0, len(body), max_size)]

@@ -129,3 +129,20 @@ async def test_a_message_without_message_id_is_refused_before_anything_is_sent(
         await publish_batch(channel, exchange, [message("bound.a", b"ok"), anonymous])
     assert channel.delivery_tag == 0
     assert not channel.confirmations
+
+
+async def test_a_message_amqp_cannot_carry_refuses_the_batch_and_keeps_the_tags(
+    channel_and_queue: tuple[aiormq.Channel, str, aio_pika.abc.AbstractQueue],
+) -> None:
+    channel, exchange, queue = channel_and_queue
+    too_long = OutgoingMessage(
+        "bound.a", b"x", spec.Basic.Properties(message_id=uuid.uuid4().hex, app_id="a" * 256)
+    )
+    with pytest.raises(TypeError, match="maximum length"):
+        await publish_batch(channel, exchange, [message("bound.a", b"ok"), too_long])
+    assert channel.delivery_tag == 0
+    assert not channel.confirmations
+
+    later = await publish_batch(channel, exchange, [message("bound.b", b"after")])
+    assert isinstance(await asyncio.wait_for(later[0], 10), spec.Basic.Ack)
+    assert [m.body for m in await collect(queue, 1)] == [b"after"]

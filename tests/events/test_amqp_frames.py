@@ -1,0 +1,133 @@
+"""events.amqp_frames gives pamqp's bytes exactly, for the relay's messages and for
+properties its fast path leaves to pamqp."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pamqp.frame
+import pytest
+from pamqp import commands as spec
+from pamqp.body import ContentBody
+from pamqp.header import ContentHeader
+
+from events.amqp_frames import publish_payload
+from events.envelope import CONTENT_TYPE, order_created_event, stored_envelope_headers
+
+FRAME_MAX = 131_064  # RabbitMQ's frame_max less the frame's 8 bytes
+
+
+def pamqp_payload(
+    channel: int, exchange: str, messages: list[tuple[str, bytes, spec.Basic.Properties]]
+) -> bytes:
+    """What aiormq's ChannelFrame.marshall makes of the frames basic_publish would send."""
+    out = io.BytesIO()
+    for routing_key, body, properties in messages:
+        frames: list[object] = [
+            spec.Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=True),
+            ContentHeader(properties=properties, body_size=len(body)),
+        ]
+        frames += [
+            ContentBody(body[start : start + FRAME_MAX]) for start in range(0, len(body), FRAME_MAX)
+        ]
+        for frame in frames:
+            out.write(pamqp.frame.marshal(frame, channel))  # type: ignore[arg-type]
+    return out.getvalue()
+
+
+def relay_properties() -> spec.Basic.Properties:
+    """Properties as the relay builds them from an outbox row."""
+    created = datetime(2026, 12, 2, 10, 11, 12, 345678, tzinfo=UTC)
+    row = order_created_event(
+        source="https://orders.example/x",
+        family="initials",
+        order_id="ord_" + "a" * 26,
+        created_at=created,
+        order={"id": "ord_x", "buyer": {"name": "Åsa Öberg"}},
+        metadata={"cart": "ünïcode ✓"},
+    )
+    attributes = {k: v for k, v in row["payload"].items() if k != "data"}
+    return spec.Basic.Properties(
+        content_type=CONTENT_TYPE,
+        delivery_mode=2,
+        message_id=row["event_id"],
+        message_type=row["event_type"],
+        app_id="order-service",
+        timestamp=created,
+        headers=dict(stored_envelope_headers(attributes)),
+    )
+
+
+ODD_PROPERTIES = {
+    "relay": relay_properties(),
+    "none": spec.Basic.Properties(),
+    "empty headers": spec.Basic.Properties(message_id="m", headers={}),
+    "empty string skipped": spec.Basic.Properties(message_id="m", content_type=""),
+    "every short string": spec.Basic.Properties(
+        content_type="text/plain",
+        content_encoding="gzip",
+        delivery_mode=1,
+        priority=9,
+        correlation_id="c" * 255,
+        reply_to="amq.rabbitmq.reply-to",
+        expiration="60000",
+        message_id="møøse",
+        message_type="t",
+        user_id="guest",
+        app_id="a",
+    ),
+    "naive timestamp": spec.Basic.Properties(message_id="m", timestamp=datetime(2026, 1, 2, 3)),
+    "offset timestamp": spec.Basic.Properties(
+        message_id="m", timestamp=datetime(2026, 1, 2, 3, tzinfo=timezone(timedelta(hours=-5)))
+    ),
+    "typed headers": spec.Basic.Properties(
+        message_id="m",
+        headers={
+            "int": 7,
+            "big": 2**40,
+            "bool": True,
+            "float": 1.5,
+            "dec": Decimal("1.25"),
+            "nested": {"b": "x", "a": [1, "two"]},
+            "none": None,
+        },
+    ),
+    "long header key": spec.Basic.Properties(message_id="m", headers={"k" * 200: "v"}),
+}
+
+
+@pytest.mark.parametrize("name", list(ODD_PROPERTIES))
+def test_a_message_is_marshalled_as_pamqp_marshals_it(name: str) -> None:
+    properties = ODD_PROPERTIES[name]
+    messages = [("order.created", b'{"id": 1}', properties)]
+    assert publish_payload(5, "orders", messages, FRAME_MAX) == pamqp_payload(5, "orders", messages)
+
+
+@pytest.mark.parametrize("size", [0, 1, FRAME_MAX - 1, FRAME_MAX, FRAME_MAX + 1, 3 * FRAME_MAX + 7])
+def test_bodies_are_cut_into_frames_as_pamqp_cuts_them(size: int) -> None:
+    body = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    messages = [
+        ("a.b", body, relay_properties()),
+        ("other.key", b"second", spec.Basic.Properties(message_id=uuid.uuid4().hex)),
+    ]
+    assert publish_payload(1, "ex", messages, FRAME_MAX) == pamqp_payload(1, "ex", messages)
+
+
+@pytest.mark.parametrize(
+    "properties",
+    [
+        spec.Basic.Properties(message_id="m" * 256),
+        spec.Basic.Properties(message_id="m", priority=256),
+        spec.Basic.Properties(message_id="m", headers={"k": object()}),  # type: ignore[dict-item]
+    ],
+    ids=["short string over 255 bytes", "octet over 255", "unencodable header"],
+)
+def test_what_amqp_cannot_carry_raises_pamqps_error(properties: spec.Basic.Properties) -> None:
+    messages = [("k", b"x", properties)]
+    with pytest.raises(Exception) as expected:
+        pamqp_payload(1, "ex", messages)
+    with pytest.raises(type(expected.value)):
+        publish_payload(1, "ex", messages, FRAME_MAX)
