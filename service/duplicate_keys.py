@@ -30,11 +30,15 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+# Built once: json.loads with a hook builds a decoder on every call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_object)
+
+
 def first_duplicate_key(text: str) -> str | None:
     """The first key found twice in one object of `text`, a JSON document orjson already
     accepted; None if every object's keys are distinct."""
     try:
-        json.loads(text, object_pairs_hook=_object)
+        _DECODER.decode(text)
     except DuplicateKey as exc:
         return exc.key
     return None

@@ -14,6 +14,7 @@ from events.envelope import (
     EVENT_TYPE,
     ROUTING_KEY,
     amqp_headers,
+    new_event_id,
     order_created_event,
     parse_envelope,
     stored_envelope_headers,
@@ -112,3 +113,15 @@ def test_the_relays_header_mapping_agrees_with_the_sdk() -> None:
 def test_the_relays_header_mapping_refuses_an_envelope_without_an_id() -> None:
     with pytest.raises(ValueError, match="id"):
         stored_envelope_headers({"specversion": "1.0", "source": "/x", "type": "t"})
+
+
+def test_event_ids_are_random_uuids_in_their_canonical_text() -> None:
+    ids = [new_event_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+    # Every variant digit turns up: the two bits are set, the other two stay random.
+    assert {text[19] for text in ids} == set("89ab")
