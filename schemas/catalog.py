@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from schemas.common import CurrencyCode, StrictBoolean, StrictInteger, StrictString
+from schemas.common import (
+    CurrencyCode,
+    StrictBoolean,
+    StrictInteger,
+    StrictString,
+    parse_rfc3339,
+)
 
 # \Z, not $: Python's $ also matches before a final newline, which PostgreSQL's checks
 # then refuse with an error that names no entry of the file.
@@ -20,11 +27,35 @@ _AMOUNT = validate.Range(0, MAX_AMOUNT, error="must be {min} to {max}")
 # What the integer columns hold.
 _COUNT = validate.Range(0, 2**31 - 1, error="must be {min} to {max}")
 _TIER = validate.Range(-(2**31), 2**31 - 1, error="must be {min} to {max}")
+RFC3339_MESSAGE = "must be an RFC 3339 date-time with an offset, e.g. 2026-01-01T00:00:00Z"
 
 
 def _duration(value: str) -> None:
     if not _DURATION.match(value):
         raise ValidationError("must be an ISO 8601 duration such as P1M, P1Y or P7D")
+
+
+class Rfc3339DateTime(fields.Field[datetime]):
+    """An RFC 3339 date-time with its offset (Z or +hh:mm), read by the same parser as a
+    request's x-date: `T` or `t` between date and time, seconds required, any fraction.
+    What else ISO 8601 (and datetime.fromisoformat) allows is refused: a space for the
+    `T`, week and ordinal dates, the basic format without separators, hours or minutes
+    alone, fractional hours, and a time without an offset."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        if not isinstance(value, str):
+            raise ValidationError(RFC3339_MESSAGE)
+        try:
+            moment = parse_rfc3339(value)
+        except ValueError:
+            raise ValidationError(RFC3339_MESSAGE) from None
+        try:
+            # 0001-01-01T00:00:00+01:00 is in year 0 in UTC, which neither Python nor
+            # asyncpg can hold: refused here, by its path, not by the database.
+            moment.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError("must be within the years 0001 to 9999 in UTC") from None
+        return moment
 
 
 Prices = fields.Dict(keys=CurrencyCode(), values=StrictInteger(validate=_AMOUNT))
@@ -76,8 +107,8 @@ class CouponSchema(Schema):
     amount_off = fields.Dict(keys=CurrencyCode(), values=StrictInteger(validate=_AMOUNT))
     max_redemptions = StrictInteger(load_default=None, validate=_COUNT)
     times_redeemed = StrictInteger(load_default=None, validate=_COUNT)
-    valid_from = fields.AwareDateTime(load_default=None)
-    valid_until = fields.AwareDateTime(load_default=None)
+    valid_from = Rfc3339DateTime(load_default=None)
+    valid_until = Rfc3339DateTime(load_default=None)
     active = StrictBoolean(load_default=None)  # left out: true when new, else unchanged
 
     @validates_schema
@@ -108,7 +139,7 @@ class SubscriptionSchema(Schema):
     status = StrictString(
         load_default=None, validate=validate.OneOf(["active", "cancelled", "expired"])
     )
-    current_period_end = fields.AwareDateTime(load_default=None)
+    current_period_end = Rfc3339DateTime(load_default=None)
 
 
 class BuyerSchema(Schema):

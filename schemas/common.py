@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from marshmallow import ValidationError, fields
@@ -23,6 +24,17 @@ MAX_EXACT_FLOAT = 2.0**53
 METADATA_MAX_KEY_LENGTH = 40
 METADATA_MAX_STRING_LENGTH = 500
 NUL_MESSAGE = "must not contain NUL (U+0000) characters"
+
+
+def parse_rfc3339(raw: str) -> datetime:
+    """An RFC 3339 timestamp with an offset (or Z); ISO 8601's other forms, which
+    datetime.fromisoformat also reads, are refused."""
+    if RFC3339.fullmatch(raw) is None:
+        raise ValueError("not an RFC 3339 date-time")
+    moment = datetime.fromisoformat(raw.replace("z", "Z").replace("t", "T"))
+    if moment.tzinfo is None:
+        raise ValueError("has no UTC offset")
+    return moment
 
 
 def flatten_errors(

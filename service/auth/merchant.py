@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from schemas.common import RFC3339
+from schemas.common import parse_rfc3339
 from service.auth.signing import compute_token, normalize_token, token_matches
 from service.catalog import Catalog, Merchant
 from service.domain.ip_addresses import canonical_ip
@@ -27,16 +27,6 @@ class MerchantRequest:
     source: str
     source_id: str
     ga_client_id: str | None
-
-
-def parse_x_date(raw: str) -> datetime:
-    """An RFC 3339 timestamp with an offset (or Z); ISO 8601's other forms are refused."""
-    if RFC3339.fullmatch(raw) is None:
-        raise ValueError("not an RFC 3339 date-time")
-    moment = datetime.fromisoformat(raw.replace("z", "Z").replace("t", "T"))
-    if moment.tzinfo is None:
-        raise ValueError("has no UTC offset")
-    return moment
 
 
 def authenticate(
@@ -68,7 +58,7 @@ def authenticate(
             fields={f"headers.{name}": ["header is required"] for name in missing},
         )
     try:
-        moment = parse_x_date(x_date)
+        moment = parse_rfc3339(x_date)
     except ValueError:
         raise Unauthorized(
             "x-date must be an RFC 3339 timestamp with offset, e.g. 2026-11-23T13:00:00Z",

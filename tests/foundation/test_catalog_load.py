@@ -6,6 +6,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -243,6 +244,13 @@ BAD_FILES: dict[str, tuple[Callable[[Document], None], list[str]]] = {
         _set("merchants.0.products.0.prices.USD", 9.99),
         ["merchants[0].products[0].prices.USD", "integer"],
     ),
+    "time with a space for the T": (
+        _set("merchants.0.buyers.0.subscriptions.0.current_period_end", "2026-12-23 00:00:00Z"),
+        [
+            "merchants[0].buyers[0].subscriptions[0].current_period_end",
+            "must be an RFC 3339 date-time with an offset",
+        ],
+    ),
 }
 
 
@@ -291,6 +299,118 @@ async def test_a_file_that_is_not_a_catalog_is_refused(
 async def test_a_missing_file_is_refused(migrated_database_url: str, tmp_path: Path) -> None:
     with pytest.raises(CatalogFileError, match="No such file"):
         await load_catalog_file(migrated_database_url, tmp_path / "nope.json")
+
+
+# Every time field of the format, as a dotted path into the demo and as the loader names it.
+TIME_FIELDS = {
+    "coupon valid_from": "merchants.0.coupons.0.valid_from",
+    "coupon valid_until": "merchants.0.coupons.0.valid_until",
+    "subscription current_period_end": "merchants.0.buyers.0.subscriptions.0.current_period_end",
+}
+# What datetime.fromisoformat (and so marshmallow's AwareDateTime) reads but RFC 3339's
+# date-time does not allow; every one has an offset, so only the form is wrong.
+NOT_RFC_3339 = {
+    "space for the T": "2026-12-02 10:10:10Z",
+    "underscore for the T": "2026-12-02_10:10:10Z",
+    "week date": "2026-W48-3T10:10:10Z",
+    "week date, basic format": "2026W483T101010Z",
+    "ordinal date": "2026-336T10:10:10Z",
+    "basic format": "20261202T101010Z",
+    "basic format time": "2026-12-02T101010Z",
+    "hours only": "2026-12-02T10Z",
+    "fractional hours": "2026-12-02T10.5Z",
+    "no seconds": "2026-12-02T10:10Z",
+    "fractional minutes": "2026-12-02T10:10.5Z",
+    "comma before the fraction": "2026-12-02T10:10:10,5Z",
+    "dot without a fraction": "2026-12-02T10:10:10.Z",
+    "space before the Z": "2026-12-02T10:10:10 Z",
+    "offset without a colon": "2026-12-02T10:10:10+0100",
+    "offset in hours only": "2026-12-02T10:10:10+01",
+    "offset with seconds": "2026-12-02T10:10:10+01:00:30",
+    "date only": "2026-12-02",
+    "non-ASCII digits": "\uff12\uff10\uff12\uff16-12-02T10:10:10Z",
+    "leap second": "2026-12-31T23:59:60Z",
+    "no such day": "2026-02-30T10:10:10Z",
+    "hour 24": "2026-12-02T24:00:00Z",
+    "not a string": 1796292610,
+    # The format's times are RFC 3339 (README: "with an offset"): a time without one is
+    # refused, not taken as UTC.
+    "no offset": "2026-12-02T10:10:10",
+}
+RFC_3339 = {
+    "Z": ("2026-12-02T10:10:10Z", datetime(2026, 12, 2, 10, 10, 10, tzinfo=UTC)),
+    "lowercase t and z": ("2026-12-02t10:10:10z", datetime(2026, 12, 2, 10, 10, 10, tzinfo=UTC)),
+    "offset": (
+        "2026-12-02T10:10:10+05:30",
+        datetime(2026, 12, 2, 10, 10, 10, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+    ),
+    "unknown local offset -00:00": (
+        "2026-12-02T10:10:10-00:00",
+        datetime(2026, 12, 2, 10, 10, 10, tzinfo=UTC),
+    ),
+    "fraction finer than microseconds": (
+        "2026-12-02T10:10:10.123456789Z",
+        datetime(2026, 12, 2, 10, 10, 10, 123456, tzinfo=UTC),
+    ),
+}
+
+
+def _time_document(field: str, value: Any) -> bytes:
+    document = demo()
+    _set(TIME_FIELDS[field], value)(document)
+    if field == "coupon valid_from":
+        # Keeps valid_from before valid_until whatever year the case is in.
+        document["merchants"][0]["coupons"][0].pop("valid_until")
+    return orjson.dumps(document)
+
+
+def _loaded_time(catalog: Document, field: str) -> Any:
+    node: Any = catalog
+    for part in TIME_FIELDS[field].split("."):
+        node = node[int(part)] if part.isdigit() else node[part]
+    return node
+
+
+def _error_name(field: str) -> str:
+    return TIME_FIELDS[field].replace(".0", "[0]")
+
+
+@pytest.mark.parametrize("field", sorted(TIME_FIELDS))
+@pytest.mark.parametrize("value", NOT_RFC_3339.values(), ids=NOT_RFC_3339.keys())
+def test_a_time_that_is_not_rfc_3339_is_refused_by_its_path(field: str, value: Any) -> None:
+    with pytest.raises(CatalogFileError) as refused:
+        parse_catalog(_time_document(field, value))
+
+    assert (
+        f"{_error_name(field)}: must be an RFC 3339 date-time with an offset, "
+        "e.g. 2026-01-01T00:00:00Z"
+    ) in str(refused.value)
+
+
+@pytest.mark.parametrize("field", sorted(TIME_FIELDS))
+@pytest.mark.parametrize(("value", "expected"), RFC_3339.values(), ids=RFC_3339.keys())
+def test_an_rfc_3339_time_is_read_as_the_instant_it_names(
+    field: str, value: str, expected: datetime
+) -> None:
+    moment = _loaded_time(parse_catalog(_time_document(field, value)), field)
+
+    assert moment == expected
+    assert moment.utcoffset() == expected.utcoffset()
+
+
+@pytest.mark.parametrize("field", sorted(TIME_FIELDS))
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_time_outside_the_years_1_to_9999_in_utc_is_refused_by_its_path(
+    field: str, value: str
+) -> None:
+    # Both are RFC 3339, but their instant in UTC is in year 0 or 10000, which the
+    # database driver cannot send: refused by path, not as "refused by the database".
+    with pytest.raises(CatalogFileError) as refused:
+        parse_catalog(_time_document(field, value))
+
+    assert f"{_error_name(field)}: must be within the years 0001 to 9999 in UTC" in str(
+        refused.value
+    )
 
 
 def _new_merchant(code: str, **entries: Any) -> Document:
