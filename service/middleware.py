@@ -156,8 +156,24 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
     response.headers[hdrs.SERVER] = SERVER_NAME
     if customer_cors:
         cors.allow_reading(request, response, cors_origins)
-    _account(request, response.status, started)
+    if isinstance(response, StatusSetInPrepare):
+        response.account_status = lambda status: _account(request, status, started)
+    else:
+        _account(request, response.status, started)
     return response
+
+
+class StatusSetInPrepare(web.StreamResponse):
+    """A response whose status is settled only in prepare(), after the middleware has
+    returned (a FileResponse's 206, 304, 412, 416): its access line and metrics are
+    written then, with that status, through `account_status`."""
+
+    account_status: Callable[[int], None] | None = None
+
+    def status_settled(self) -> None:
+        if self.account_status is not None:
+            self.account_status(self.status)
+            self.account_status = None
 
 
 def _account(request: web.Request, status: int, started: float, **extra: Any) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from service.docs_assets import ASSETS, SWAGGER_UI_DIR
+from service.docs_assets import ASSETS, SWAGGER_UI_DIR, DocsAssetResponse
 from service.errors import NotFound
 from service.openapi import build_openapi, served_operations
 
@@ -63,9 +63,9 @@ async def docs_page(request: web.Request) -> web.Response:
 
 
 @routes.get("/docs/assets/{filename}")
-async def docs_asset(request: web.Request) -> web.FileResponse:
+async def docs_asset(request: web.Request) -> DocsAssetResponse:
     filename = request.match_info["filename"]
     media_type = ASSETS.get(filename)
     if media_type is None:
         raise NotFound("No such file", code="route_not_found")
-    return web.FileResponse(SWAGGER_UI_DIR / filename, headers={"Content-Type": media_type})
+    return DocsAssetResponse(SWAGGER_UI_DIR / filename, headers={"Content-Type": media_type})

@@ -492,10 +492,34 @@ DOCS_ASSETS = Operation(
                 "description": "The file.",
                 "content": {media: {"schema": {"type": "string"}} for media in ASSET_MEDIA_TYPES},
             },
+            _206={
+                "description": "The byte range asked for with `Range`.",
+                "content": {media: {"schema": {"type": "string"}} for media in ASSET_MEDIA_TYPES},
+            },
+            _304={"description": "Unchanged since the `ETag` or time of the copy the client has."},
             _404=merchant_error(
                 404,
                 "Not a file of the docs page (`route_not_found`).",
                 ("route_not_found", "No such endpoint", {}),
+            ),
+            _412=merchant_error(
+                412,
+                "`If-Match` or `If-Unmodified-Since` does not hold (`precondition_failed`).",
+                (
+                    "precondition_failed",
+                    "A precondition of the request (If-Match or If-Unmodified-Since) failed",
+                    {},
+                ),
+            ),
+            _416=merchant_error(
+                416,
+                "`Range` is not one byte range starting inside the file "
+                "(`range_not_satisfiable`); `Content-Range: bytes */<size>`.",
+                (
+                    "range_not_satisfiable",
+                    "The requested range is not satisfiable; the file is 665 bytes",
+                    {"headers.range": ["must be one byte range starting below 665"]},
+                ),
             ),
         ),
         "parameters": [
