@@ -16,6 +16,15 @@ and each of its orders is written again alone: each gets its own answer, and no 
 refused for another's fault. When the database cannot be reached, every order of the
 batch gets that error (503; nothing was written, or an Idempotency-Key retry finds what
 was).
+
+An order has one deadline, `queue_timeout` (DB_ACQUIRE_TIMEOUT) from the moment it is
+handed over, for the wait for a writer and the writer's wait for a connection together:
+its timer runs until a writer holding a connection takes it, and answers it TimeoutError
+(a 503) if that has not happened by then. An order is taken only with a connection in
+hand, right before its batch's statement, and from then on no deadline answers it: it is
+written and answered by the outcome, so no client is told 503 for an order that then
+commits. One whose deadline has passed when its writer gets the connection is answered
+then, and not written.
 """
 
 from __future__ import annotations
@@ -47,8 +56,9 @@ DEADLOCK_ATTEMPTS = 3
 class _Pending:
     args: PlaceOrderArgs
     result: asyncio.Future[str | None]
-    # Fails the order with TimeoutError if no writer has taken it by then.
-    expiry: asyncio.TimerHandle | None = None
+    # The order's deadline (expiry.when()): fails it with TimeoutError unless a writer
+    # holding a connection has taken it by then.
+    expiry: asyncio.TimerHandle
 
 
 class OrderWriter:
@@ -67,8 +77,10 @@ class OrderWriter:
         self._pool = pool
         self._writers = writers
         self._max_batch = max_batch
-        # An order no writer has taken within this long gets TimeoutError (a 503) and is
-        # not written: the wait a request had for a pool connection before batching.
+        # An order no writer holding a connection has taken within this long of being
+        # handed over gets TimeoutError (a 503) and is not written, however the time went
+        # (queued for a writer, or its writer waiting for a connection): the wait a request
+        # had for a pool connection before batching.
         self._queue_timeout = queue_timeout
         self._drain_timeout = drain_timeout
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
@@ -101,12 +113,12 @@ class OrderWriter:
         future: asyncio.Future[str | None] = loop.create_future()
         self._unanswered.add(future)
         future.add_done_callback(self._unanswered.discard)
-        pending = _Pending(args, future)
-        pending.expiry = loop.call_later(self._queue_timeout, _expire, future)
-        self._queue.put_nowait(pending)
-        # A request cancelled while its order is queued cancels the future, and the order
-        # is skipped. Once a writer has taken it, it is written and the answer dropped
-        # (unless its batch is refused and written one by one: then it is skipped too).
+        expiry = loop.call_later(self._queue_timeout, _expire, future)
+        self._queue.put_nowait(_Pending(args, future, expiry))
+        # A request cancelled before a writer holding a connection takes its order (queued,
+        # or its writer waiting for the connection) cancels the future, and the order is
+        # skipped. Once taken, it is written and the answer dropped (unless its batch is
+        # refused and written one by one: then it is skipped too).
         return await future
 
     @asynccontextmanager
@@ -142,7 +154,7 @@ class OrderWriter:
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                await self._write(self._still_wanted(batch))
+                await self._write(batch)
             except Exception:
                 # _write answers every order itself; this is a bug's last line of defence,
                 # and the writer must outlive it.
@@ -150,26 +162,25 @@ class OrderWriter:
                 for pending in batch:
                     _fail(pending.result, RuntimeError("order writer failed"))
 
-    @staticmethod
-    def _still_wanted(batch: list[_Pending]) -> list[_Pending]:
-        """The orders to write, taken (their queue deadline no longer runs): not cancelled
-        by their request, not expired in the queue; in the order of the rows they lock, so
-        that two batches do not wait for each other's."""
-        wanted = []
-        for pending in batch:
-            if pending.expiry is not None:
-                pending.expiry.cancel()
-            if not pending.result.done():
-                wanted.append(pending)
-        wanted.sort(key=_lock_order)
-        return wanted
-
-    async def _write(self, batch: list[_Pending]) -> None:
-        if not batch:
+    async def _write(self, handed: list[_Pending]) -> None:
+        """Writes the orders `handed` to this writer that are still wanted once it holds a
+        connection. Their deadlines run on while it waits for one: each order answered
+        then (timed out, or cancelled by its request) is left out."""
+        loop = asyncio.get_running_loop()
+        if not _any_wanted(handed, loop.time()):
+            # No connection for orders already answered, or past their deadline.
+            _take(handed, loop.time())
             return
-        ORDER_WRITE_BATCH_SIZE.observe(len(batch))
         try:
+            # The pool's own wait (DB_ACQUIRE_TIMEOUT from now, in the service) outlasts
+            # every deadline of the batch: the deadlines answer the orders meanwhile.
             async with self._pool.acquire() as conn:
+                # Nothing is awaited between taking the orders and writing them: no
+                # deadline can answer an order once taken.
+                batch = _take(handed, loop.time())
+                if not batch:
+                    return
+                ORDER_WRITE_BATCH_SIZE.observe(len(batch))
                 try:
                     if len(batch) == 1:
                         await _write_alone(conn, batch[0])
@@ -192,7 +203,10 @@ class OrderWriter:
                         _fail(pending.result, exc)
                     raise
         except DATABASE_DOWN as exc:
-            for pending in batch:
+            # No connection (or the write failed: its orders were answered above). Each
+            # order handed over and not answered yet gets the error.
+            for pending in handed:
+                pending.expiry.cancel()
                 _fail(pending.result, exc)
             return
         for pending, row in zip(batch, references, strict=True):
@@ -235,6 +249,29 @@ async def _write_alone(conn: asyncpg.Connection, pending: _Pending) -> None:
             return
 
 
+def _any_wanted(handed: list[_Pending], now: float) -> bool:
+    """Some order still waits for its answer and has time left."""
+    return any(not pending.result.done() and pending.expiry.when() > now for pending in handed)
+
+
+def _take(handed: list[_Pending], now: float) -> list[_Pending]:
+    """The orders to write now, taken (their deadline no longer runs): not cancelled by
+    their request, not past their deadline (answered here if their timer has not run yet,
+    as with an event loop running late); in the order of the rows they lock, so that two
+    batches do not wait for each other's."""
+    taken = []
+    for pending in handed:
+        pending.expiry.cancel()
+        if pending.result.done():
+            continue
+        if pending.expiry.when() <= now:
+            _expire(pending.result)
+            continue
+        taken.append(pending)
+    taken.sort(key=_lock_order)
+    return taken
+
+
 def _refused_for_an_order(exc: Exception) -> bool:
     """PostgreSQL refused a batch for what one of its orders did, including the statement
     timeout (most often one order waiting for a row another transaction holds, its
@@ -256,7 +293,7 @@ def _fail(future: asyncio.Future[str | None], error: BaseException) -> None:
 
 
 def _expire(future: asyncio.Future[str | None]) -> None:
-    _fail(future, TimeoutError("no order writer took the order in time"))
+    _fail(future, TimeoutError("no order writer with a connection took the order in time"))
 
 
 def _lock_order(pending: _Pending) -> tuple[int, int, str]:

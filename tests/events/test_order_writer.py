@@ -1,6 +1,7 @@
 """Group commit (service/order_writer.py): orders waiting together are written in one
 transaction, one refused order fails none of the others, and no order is lost or written
-against its request's wishes (cancelled, timed out) or left behind at shutdown."""
+against its request's wishes (cancelled, timed out) or left behind at shutdown. An order
+has one deadline for the wait for a writer and the writer's wait for a connection."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from typing import Any
@@ -25,6 +26,10 @@ from tests.events.conftest import prepared_order
 from tests.support.locks import until_lock_waits
 
 ALONE_BATCHES = "order_service_order_batches_written_alone_total"
+# An order's deadline in the timing tests, and what it may be late by on a busy machine
+# (a wait for a writer and then for a connection, each this long, would be 0.5 s late).
+DEADLINE = 1.0
+LATE_BY_AT_MOST = 0.3
 
 
 def args_of(
@@ -70,8 +75,9 @@ async def write_at_once(
 async def stuck_writer(
     pool: asyncpg.Pool, first: PreparedOrder, *, queue_timeout: float
 ) -> AsyncIterator[OrderWriter]:
-    """A running writer that has taken `first` and waits for the pool's only connection,
-    held here until the block ends; `first` is then written."""
+    """A running writer that holds `first` and waits for the pool's only connection, held
+    here until the block ends; `first` is then written (its deadline, `queue_timeout`,
+    must not pass before)."""
     writer = OrderWriter(pool, writers=1, max_batch=32, queue_timeout=queue_timeout)
     async with writer.running():
         async with pool.acquire():
@@ -209,15 +215,95 @@ async def test_an_order_cancelled_while_queued_is_not_written(
     assert await stored(db, [first, cancelled]) == {first.row["id"]}
 
 
-async def test_an_order_no_writer_takes_in_time_gets_a_timeout_and_is_not_written(
+async def test_an_order_cancelled_while_its_writer_waits_for_a_connection_is_not_written(
     small_pool: asyncpg.Pool, db: asyncpg.Connection, config: Config
 ) -> None:
-    first, late = await orders_of(db, 2, config)
-    async with stuck_writer(small_pool, first, queue_timeout=0.2) as writer:
-        # Answered while the only writer is still stuck, not when it gets free.
+    cancelled, after = await orders_of(db, 2, config)
+    writer = OrderWriter(small_pool, writers=1, max_batch=32, queue_timeout=10.0)
+    async with writer.running():
+        async with small_pool.acquire():
+            placed = asyncio.create_task(writer.place_order(args_of(cancelled)))
+            await until(lambda: writer_is_waiting(small_pool))
+            placed.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await placed
+        # The writer gets the connection, finds its order gone, and goes on to the next.
+        assert await writer.place_order(args_of(after)) is None
+    assert await stored(db, [cancelled, after]) == {after.row["id"]}
+
+
+async def test_an_order_gets_its_timeout_one_deadline_after_it_was_handed_over(
+    db: asyncpg.Connection, config: Config
+) -> None:
+    # As in the service, the pool's acquire timeout is the writers' deadline. The pool's
+    # only connection is held here: the first order's writer waits for it; the second
+    # order, handed over half a deadline later, waits for the writer and would then wait
+    # for the connection in its turn. Each is answered one deadline after it was handed
+    # over, however its time went, and neither is written.
+    first, second = await orders_of(db, 2, config)
+    pool = await create_pool(replace(config, db_pool_max=1, db_acquire_timeout=DEADLINE))
+    writer = OrderWriter(pool, writers=1, max_batch=32, queue_timeout=DEADLINE)
+    try:
+        async with writer.running(), pool.acquire(timeout=10.0):
+            first_answer = asyncio.create_task(answer_of(writer.place_order(args_of(first))))
+            await until(lambda: writer_is_waiting(pool))
+            await asyncio.sleep(DEADLINE / 2)  # the writer waits for the connection meanwhile
+            second_answer = await answer_of(writer.place_order(args_of(second)))
+            answers = [await first_answer, second_answer]
+    finally:
+        await pool.close()
+    for answer, took in answers:
+        assert isinstance(answer, TimeoutError), answer
+        assert DEADLINE * 0.9 <= took < DEADLINE + LATE_BY_AT_MOST, [t for _, t in answers]
+    assert await stored(db, [first, second]) == set()
+
+
+async def test_an_order_whose_deadline_passes_while_it_is_written_is_written_and_answered(
+    pool: asyncpg.Pool, db: asyncpg.Connection, config: Config
+) -> None:
+    # The first order's statement waits for a coupon row held here, past its deadline: it
+    # was taken with a connection in hand before, so no deadline answers it 503, and it is
+    # written (and answered) once the row is free. The second order, queued behind it
+    # for the only writer, gets its timeout meanwhile and is not written.
+    deadline = 0.3
+    written, queued = await orders_of(db, 2, config)
+    coupon = f"HELD{uuid.uuid4().hex[:8].upper()}"
+    coupon_id = await db.fetchval(
+        "INSERT INTO coupons (merchant_id, code, percent_off) VALUES ($1, $2, 10) RETURNING id",
+        written.row["merchant_id"],
+        coupon,
+    )
+    written.row.update(coupon_id=coupon_id, coupon_code=coupon)
+    writer = OrderWriter(pool, writers=1, max_batch=32, queue_timeout=deadline)
+    async with writer.running():
+        async with db.transaction():
+            await db.execute("SELECT 1 FROM coupons WHERE id = $1 FOR UPDATE", coupon_id)
+            writing = asyncio.create_task(writer.place_order(args_of(written)))
+            await until_lock_waits(db, 1)
+            with pytest.raises(TimeoutError):
+                await writer.place_order(args_of(queued))
+            # Handed over before the second order, so past its deadline too.
+            assert not writing.done()
+        assert await writing is None
+    assert await stored(db, [written, queued]) == {written.row["id"]}
+
+
+async def test_an_order_past_its_deadline_when_its_writer_gets_to_it_is_not_written(
+    pool: asyncpg.Pool, db: asyncpg.Connection, config: Config
+) -> None:
+    # An event loop running late (held up here on purpose, as a busy one would be): the
+    # writer gets to the order after its deadline, before its timer has run. The order is
+    # answered with its timeout there, and not written.
+    deadline = 0.2
+    (late,) = await orders_of(db, 1, config)
+    writer = OrderWriter(pool, writers=1, max_batch=32, queue_timeout=deadline)
+    async with writer.running():
+        placed = asyncio.create_task(writer.place_order(args_of(late)))
+        await until(lambda: writer.queued == 1)
+        time.sleep(deadline + 0.1)  # blocks the event loop: no timer runs meanwhile
         with pytest.raises(TimeoutError):
-            await writer.place_order(args_of(late))
-    assert await stored(db, [first, late]) == {first.row["id"]}
+            await placed
+    assert await stored(db, [late]) == set()
 
 
 async def test_a_lone_order_chosen_as_a_deadlock_victim_is_written_again(
@@ -315,6 +401,16 @@ async def test_without_running_each_order_is_written_alone(
     writer = OrderWriter(pool, writers=1, max_batch=32, queue_timeout=5.0)
     await asyncio.gather(*(writer.place_order(args_of(o)) for o in orders))
     assert await transactions_of(db, orders) == 3
+
+
+async def answer_of(call: Awaitable[Any]) -> tuple[Any, float]:
+    """What `call` answered (its result, or the exception it raised) and how long it took."""
+    started = time.monotonic()
+    try:
+        answer = await call
+    except Exception as exc:  # noqa: BLE001 - the exception is the answer
+        answer = exc
+    return answer, time.monotonic() - started
 
 
 def writer_is_waiting(pool: asyncpg.Pool) -> bool:

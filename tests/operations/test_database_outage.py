@@ -97,6 +97,43 @@ async def test_exhausted_pool_answers_503_within_the_acquire_timeout(
     assert (await post_initials(client)).status == 200
 
 
+async def test_an_order_waiting_for_a_writer_then_a_connection_gets_503_within_one_timeout(
+    aiohttp_client: Any, config: Config
+) -> None:
+    # One order writer and one connection, held here (no relay to wait for it too): the
+    # first order's writer waits for the connection, and the second order, sent half the
+    # timeout later, waits for the writer, then would wait for the connection in its turn.
+    # Each gets its 503 one DB_ACQUIRE_TIMEOUT after it was sent, not one wait for the
+    # writer and another for the connection (1.5 s for the second here).
+    timeout = 1.0
+    app = create_app(
+        replace(
+            config,
+            db_pool_max=1,
+            order_writers=1,
+            db_acquire_timeout=timeout,
+            relay_enabled=False,
+        )
+    )
+    client = await aiohttp_client(app)
+    pool = app[POOL]
+    async with pool.acquire(timeout=5) as _held:
+        first = asyncio.create_task(timed(post_initials(client)))
+        async with asyncio.timeout(5):
+            # asyncpg tells no count of waiters; its queue of connection holders does.
+            while not pool._queue._getters:
+                await asyncio.sleep(0.001)
+        await asyncio.sleep(timeout / 2)  # the writer waits for the connection meanwhile
+        second = await timed(post_initials(client))
+        answers = [await first, second]
+    for response, elapsed in answers:
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "1"
+        assert (await response.json())["error"]["code"] == "database_unavailable"
+        assert timeout <= elapsed < timeout + 0.3, [took for _, took in answers]
+    assert (await post_initials(client)).status == 200
+
+
 async def test_down_at_start_answers_503_not_401_until_the_catalog_is_read(
     aiohttp_client: Any, config: Config, proxy: TcpProxy, customer_token: str
 ) -> None:
