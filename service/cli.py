@@ -108,8 +108,15 @@ def cmd_token(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_relay(config: Config, _args: argparse.Namespace) -> int:
     from events.relay import run_relay_forever
+    from service.relay_http import relay_http
 
-    _run(run_relay_forever(config))
+    async def go() -> None:
+        # The probes and metrics answer until the relay has stopped (SIGTERM: after its
+        # batch in flight).
+        async with relay_http(config):
+            await run_relay_forever(config)
+
+    _run(go())
     return 0
 
 
@@ -162,7 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
     token.set_defaults(func=cmd_token)
 
-    sub.add_parser("relay", help="run only the outbox relay").set_defaults(func=cmd_relay)
+    sub.add_parser(
+        "relay", help="run only the outbox relay (probes and metrics on RELAY_HTTP_PORT)"
+    ).set_defaults(func=cmd_relay)
 
     events = sub.add_parser("events", help="event commands")
     events_sub = events.add_subparsers(dest="events_command", required=True)

@@ -65,6 +65,8 @@ class Config:
     jwt_audience: str | None = None
     jwt_leeway_seconds: int = 30
     metrics_enabled: bool = True
+    # `order-service relay`'s probes and metrics listen on HOST and this port; None: none.
+    relay_http_port: int | None = 8081
     # Browser origins allowed to call the customer endpoints (/external/); "*" is any.
     cors_allowed_origins: frozenset[str] = frozenset()
     workers: int = 0  # 0: one worker process per CPU core
@@ -131,6 +133,16 @@ def _float(low: float, high: float) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+def _port_or_off(raw: str) -> int | None:
+    """A TCP port (0: any free one), or None for `off`."""
+    if raw.strip().lower() == "off":
+        return None
+    try:
+        return _int(0, 65535)(raw)
+    except ValueError:
+        raise ValueError("must be a port (0 to 65535) or off") from None
 
 
 def _bool(raw: str) -> bool:
@@ -309,6 +321,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         jwt_audience=_read(env, "JWT_AUDIENCE", _text, d.jwt_audience),
         jwt_leeway_seconds=_read(env, "JWT_LEEWAY_SECONDS", _int(0, 600), d.jwt_leeway_seconds),
         metrics_enabled=_read(env, "METRICS_ENABLED", _bool, d.metrics_enabled),
+        relay_http_port=_read(env, "RELAY_HTTP_PORT", _port_or_off, d.relay_http_port),
         cors_allowed_origins=_read(env, "CORS_ALLOWED_ORIGINS", _origins, d.cors_allowed_origins),
         workers=_read(env, "WORKERS", _int(0, MAX_WORKERS), d.workers),
     )

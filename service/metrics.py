@@ -1,11 +1,21 @@
 """Prometheus metrics of the service. Declared once here; every module imports what it
-counts. /metrics (service/handlers/metrics.py) renders them."""
+counts. /metrics (service/handlers/metrics.py) renders them; `order-service relay`
+renders relay_registry() (service/relay_http.py)."""
 
 from __future__ import annotations
 
 from typing import get_args
 
-from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 
 from events.order_data import Family
 
@@ -76,3 +86,22 @@ DB_POOL_IN_USE = Gauge(
     "Connections of the pool currently handed out.",
     multiprocess_mode="livesum",
 )
+
+# What the outbox relay (events/relay.py) updates, and nothing else does.
+RELAY_METRICS = (
+    OUTBOX_BACKLOG,
+    OUTBOX_OLDEST_AGE,
+    EVENTS_PUBLISHED,
+    EVENT_PUBLISH_FAILURES,
+    EVENTS_UNROUTABLE,
+)
+
+
+def relay_registry() -> CollectorRegistry:
+    """The metrics of a process that runs only the relay: the relay's, and the process's
+    own (CPU, memory, open files, garbage collection). The HTTP, order and pool metrics
+    stay out: the process never updates them, and a 0 there would read as a fact."""
+    registry = CollectorRegistry()
+    for collector in (*RELAY_METRICS, PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        registry.register(collector)
+    return registry

@@ -70,6 +70,9 @@ def test_an_empty_value_means_the_default() -> None:
         ("AMQP_URL", "http://rabbit"),
         ("MIGRATE_ON_START", "maybe"),
         ("DB_POOL_MAX", "0"),
+        ("RELAY_HTTP_PORT", "70000"),
+        ("RELAY_HTTP_PORT", "-1"),
+        ("RELAY_HTTP_PORT", "false"),
     ],
 )
 def test_a_bad_value_names_the_variable(variable: str, value: str) -> None:
@@ -92,6 +95,15 @@ def test_a_refused_url_is_shown_without_its_password(variable: str, value: str) 
         load_config({variable: value})
     assert "s3cretpw" not in str(refused.value)
     assert ":***@" in str(refused.value)
+
+
+def test_the_relay_http_port_is_a_port_or_off() -> None:
+    assert load_config({}).relay_http_port == 8081
+    assert load_config({"RELAY_HTTP_PORT": "9102"}).relay_http_port == 9102
+    assert load_config({"RELAY_HTTP_PORT": "0"}).relay_http_port == 0  # any free port
+    assert load_config({"RELAY_HTTP_PORT": "Off"}).relay_http_port is None
+    with pytest.raises(ConfigError, match=r"RELAY_HTTP_PORT: .*: must be a port \(0 to 65535\)"):
+        load_config({"RELAY_HTTP_PORT": "http"})
 
 
 def test_a_jwt_secret_shorter_than_its_algorithms_need_is_refused() -> None:

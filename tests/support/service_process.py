@@ -29,6 +29,7 @@ def service_env(config: Config, **overrides: str) -> dict[str, str]:
         MIGRATE_ON_START="false",
         HOST="127.0.0.1",
         PORT="0",
+        RELAY_HTTP_PORT="0",
         LOG_LEVEL="info",
         LOG_FORMAT="json",
         OUTBOX_POLL_INTERVAL="0.2",
@@ -110,6 +111,11 @@ class ServiceProcess:
 
     async def serving_port(self, timeout: float = 20.0) -> int:
         event = await self.wait_for_event(lambda e: e.get("event") == "serving", timeout)
+        return int(event["port"])
+
+    async def relay_http_port(self, timeout: float = 20.0) -> int:
+        """The port `order-service relay` answers its probes and metrics on."""
+        event = await self.wait_for_event(lambda e: e.get("event") == "relay_http_serving", timeout)
         return int(event["port"])
 
     def send_signal(self, signum: int) -> None:

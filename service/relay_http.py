@@ -1,0 +1,118 @@
+"""The HTTP side of `order-service relay` (the outbox relay as a process of its own): its
+probes and its Prometheus metrics on HOST:RELAY_HTTP_PORT, for an orchestrator and a
+scraper. `serve` answers the same paths on PORT itself (service/handlers/).
+
+- GET /health/live: 200 {"status": "ok"} while the process answers.
+- GET /health/ready: 200 while the database answers `SELECT 1` within DB_ACQUIRE_TIMEOUT,
+  503 (status "unavailable", failed ["database"]) otherwise; the body shaped as `serve`'s
+  (status, checks, failed). The relay's broker connection is not checked: it is out of
+  reach from here, inside events/relay.py's run_relay_forever.
+- GET /metrics (unless METRICS_ENABLED=false): service.metrics.relay_registry().
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import asyncpg
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+from service.config import Config
+from service.db import close_pool, create_pool
+from service.metrics import relay_registry
+from service.sql import queries
+
+log = structlog.get_logger(__name__)
+
+CONFIG = web.AppKey("config", Config)
+# The probe's own connection (opened at the first probe, then kept): the relay's pool is
+# not reachable from here (events/relay.py's run_relay_forever holds it).
+PROBE_POOL = web.AppKey("probe_pool", asyncpg.Pool)
+METRICS = web.AppKey("metrics", CollectorRegistry)
+# Every answer is immediate; a scrape still in flight at shutdown gets this long.
+SHUTDOWN_SECONDS = 1.0
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/health/live")
+async def live(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _database_ok(app: web.Application) -> bool:
+    try:
+        async with asyncio.timeout(app[CONFIG].db_acquire_timeout):
+            async with app[PROBE_POOL].acquire() as conn:
+                await conn.fetchval(queries.ping)
+    except Exception:  # noqa: BLE001 - any failure means not ready
+        return False
+    return True
+
+
+@routes.get("/health/ready")
+async def ready(request: web.Request) -> web.Response:
+    checks = {"database": "ok" if await _database_ok(request.app) else "down"}
+    failed = [name for name, state in checks.items() if state != "ok"]
+    body: dict[str, object] = {"status": "unavailable" if failed else "ok", "checks": checks}
+    if failed:
+        body["failed"] = failed
+    return web.json_response(body, status=503 if failed else 200)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
+
+
+async def _probe_pool(app: web.Application) -> AsyncIterator[None]:
+    # No connection until the first readiness probe: the relay starts without the database.
+    app[PROBE_POOL] = await create_pool(replace(app[CONFIG], db_pool_min=0, db_pool_max=1))
+    try:
+        yield
+    finally:
+        await close_pool(app[PROBE_POOL])
+
+
+def create_relay_http_app(config: Config) -> web.Application:
+    app = web.Application()
+    app[CONFIG] = config
+    app.cleanup_ctx.append(_probe_pool)
+    app.router.add_routes(routes)
+    if config.metrics_enabled:
+        app[METRICS] = relay_registry()
+        app.router.add_get("/metrics", metrics)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def relay_http(config: Config) -> AsyncIterator[None]:
+    """Serves the relay's probes and metrics for the body; with RELAY_HTTP_PORT=off, only
+    runs the body. The port is bound before the body starts, so a port that cannot be
+    had stops the command (OSError) before the relay starts."""
+    if config.relay_http_port is None:
+        yield
+        return
+    runner = web.AppRunner(
+        create_relay_http_app(config), access_log=None, shutdown_timeout=SHUTDOWN_SECONDS
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.host, config.relay_http_port)
+        await site.start()
+        port = runner.addresses[0][1] if runner.addresses else config.relay_http_port
+        log.info(
+            "relay_http_serving",
+            host=config.host,
+            port=port,
+            metrics=config.metrics_enabled,
+        )
+        yield
+    finally:
+        await runner.cleanup()
