@@ -149,6 +149,8 @@ class OutboxRelay:
         self.listening = asyncio.Event()
         self._busy = False  # the last batch claimed more than one event
         self._stopping = asyncio.Event()
+        # Set when running() had to abandon the batch in flight (its rows stay unsent).
+        self.batch_abandoned = False
         self._channel: Any = None  # aio_pika channel with publisher confirms
         self._channel_connection: Any = None
         # The first housekeeping one interval after the start: a restart loop gains
@@ -226,6 +228,7 @@ class OutboxRelay:
                 task.cancel()
                 done, _ = await asyncio.wait({task}, timeout=ABANDON_BATCH_AFTER)
                 if not done:
+                    self.batch_abandoned = True
                     task.cancel()
                     done, _ = await asyncio.wait({task}, timeout=ABANDON_BATCH_AFTER)
                 if not done:

@@ -29,6 +29,11 @@ from service.state import (
 )
 from service.zstd_window import bound_zstd_window
 
+# What the cleanup contexts had to give up on the way ("database_pool": connections closed
+# at once after the pool's close timed out; "relay_batch": the relay's batch in flight):
+# nothing is lost, but the stop was not clean, and the worker exits 1.
+CLEANUP_ABANDONED = web.AppKey("cleanup_abandoned", list[str])
+
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     pool = await create_pool(app[CONFIG])
@@ -36,7 +41,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await close_pool(pool)
+        if not await close_pool(pool):
+            app[CLEANUP_ABANDONED].append("database_pool")
 
 
 # What the order writers may take, on shutdown, to finish the batches they hold.
@@ -86,6 +92,8 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     app[RELAY] = relay
     async with relay.running(min(app[CONFIG].shutdown_timeout, RELAY_STOP_SECONDS)):
         yield
+    if relay.batch_abandoned:
+        app[CLEANUP_ABANDONED].append("relay_batch")
 
 
 async def _outbox_wakeup(app: web.Application) -> AsyncIterator[None]:
@@ -103,6 +111,7 @@ def create_app(config: Config) -> web.Application:
         client_max_size=config.request_body_limit,
     )
     app[CONFIG] = config
+    app[CLEANUP_ABANDONED] = []
     app[VERIFIED_TOKENS] = VerifiedTokens(config)
     app.cleanup_ctx.extend([_database, _order_writer, _catalog, _broker, idempotency.pruning])
     if config.relay_enabled:

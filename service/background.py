@@ -8,6 +8,15 @@ import contextlib
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
+import structlog
+
+log = structlog.get_logger(__name__)
+
+# What a cancelled task may take to end (its own clean-up: closing its connection, say)
+# before a second cancellation cuts that short, and then before it is left behind: a
+# database that stops answering never answers a connection's close.
+STOP_SECONDS = 1.0
+
 
 @contextlib.asynccontextmanager
 async def running_in_background(
@@ -17,6 +26,17 @@ async def running_in_background(
     try:
         yield task
     finally:
+        await _stop(task)
+
+
+async def _stop(task: asyncio.Task[Any]) -> None:
+    for _ in range(2):
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        # asyncio.wait, not `await task` under suppress(CancelledError): that would also
+        # swallow a cancellation of the task that runs this block.
+        done, _ = await asyncio.wait({task}, timeout=STOP_SECONDS)
+        if done:
+            if not task.cancelled():
+                task.result()  # the work's own failure is raised, as awaiting it would
+            return
+    log.error("background_task_did_not_stop", task=task.get_name())

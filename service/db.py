@@ -131,15 +131,18 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
     return None
 
 
-async def close_pool(pool: asyncpg.Pool, seconds: float = POOL_CLOSE_SECONDS) -> None:
-    """Closes the pool gracefully, or at once if a connection is still not released after
-    `seconds`: shutdown must end even if some task never gives its connection back."""
+async def close_pool(pool: asyncpg.Pool, seconds: float = POOL_CLOSE_SECONDS) -> bool:
+    """Closes the pool gracefully, or at once if a connection is still not released (or
+    not closed: a database that stops answering) after `seconds`: shutdown must end even
+    if some task never gives its connection back. False when it had to close them at once."""
     try:
         async with asyncio.timeout(seconds):
             await pool.close()
     except TimeoutError:
         log.error("database_pool_close_timed_out", seconds=seconds)
         pool.terminate()
+        return False
+    return True
 
 
 def database_name(url: str) -> str:

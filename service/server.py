@@ -6,6 +6,13 @@ kernel spreads connections over them. The parent only supervises: it forwards SI
 SIGINT, restarts a worker that dies on its own, and exits 0 once every worker has shut down
 cleanly.
 
+A worker's stop has a budget: SHUTDOWN_TIMEOUT for the requests in flight, then
+CLEANUP_GRACE_SECONDS for its clean-up. A worker still running at the end of it (a
+database that stops answering holds the relay's batch and the pool's connections) ends
+there with status 1, whatever it is doing, as one whose clean-up had to abandon something
+on the way (the relay's batch, the pool's close) exits 1. A single worker (`--workers 1`)
+has no parent to kill it: the bound holds by itself.
+
 Nothing here imports prometheus_client (or the app, which does) before the metrics
 directory of the workers is set: the library picks its storage at import time.
 """
@@ -21,24 +28,32 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Coroutine
 from dataclasses import replace
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from service.config import MAX_WORKERS, Config
 from service.outside_failures import OUTSIDE_FAILURES, describe
 
+if TYPE_CHECKING:
+    from aiohttp import web
+
 log = structlog.get_logger(__name__)
 
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Time a worker gets, beyond shutdown_timeout for requests, to stop its relay and close
-# its pool and broker connection before it is abandoned.
+# its pool and broker connection; one still running then ends with status 1 (HardStop).
 CLEANUP_GRACE_SECONDS = 5.0
+# What a worker ending at its deadline waits for its last log line to be written.
+HARD_STOP_LOG_SECONDS = 0.2
+# aiohttp's shutdown_timeout for SHUTDOWN_TIMEOUT=0: its own 0 means no limit.
+SHORTEST_REQUEST_WAIT_SECONDS = 0.001
 # A worker that dies is started again after RESTART_DELAY_SECONDS, doubled for every death
 # in a row of one that had not yet served STABLE_AFTER_SECONDS (a crash loop, e.g.
 # DB_POOL_MIN > 0 with the database down), up to MAX_RESTART_DELAY_SECONDS.
@@ -80,12 +95,26 @@ def serve(config: Config, *, workers: int | None = None, migrate_first: bool = T
         # Once, here: workers that all migrated at start would only queue on the lock.
         run_async(apply())
     if count == 1:
-        return run_async(serve_worker(config, config.port, reuse_port=False))
+        return run_worker(config, config.port, reuse_port=False)
     return Supervisor(config, count).run()
 
 
-async def serve_worker(config: Config, port: int, *, reuse_port: bool) -> int:
-    """One instance: serves until SIGTERM or SIGINT, then shuts down gracefully."""
+def run_worker(config: Config, port: int, *, reuse_port: bool) -> int:
+    """serve_worker in an event loop of its own. Its HardStop is disarmed only once the
+    loop has ended: the end of a loop (it cancels and awaits every task left) has no bound
+    of its own."""
+    hard_stop = HardStop()
+    try:
+        return run_async(serve_worker(config, port, reuse_port=reuse_port, hard_stop=hard_stop))
+    finally:
+        hard_stop.disarm()
+
+
+async def serve_worker(config: Config, port: int, *, reuse_port: bool, hard_stop: HardStop) -> int:
+    """One instance: serves until SIGTERM or SIGINT, then shuts down gracefully; 0 when
+    the shutdown was clean, 1 when its clean-up abandoned something (see shut_down).
+    `hard_stop`, armed when the shutdown starts, ends the process with status 1 at the end
+    of the shutdown's budget: SHUTDOWN_TIMEOUT plus CLEANUP_GRACE_SECONDS."""
     from aiohttp import web
 
     from service.app import create_app
@@ -109,9 +138,10 @@ async def serve_worker(config: Config, port: int, *, reuse_port: bool) -> int:
     # aiohttp waits for a request in flight twice: up to its shutdown_timeout, then (after
     # cancelling only the request's body) up to shutdown_timeout again before it cancels
     # the handler. Half of SHUTDOWN_TIMEOUT each makes the whole wait SHUTDOWN_TIMEOUT.
-    runner = OrderServiceRunner(
-        create_app(config), access_log=None, shutdown_timeout=config.shutdown_timeout / 2
-    )
+    # aiohttp reads 0 as no limit: SHUTDOWN_TIMEOUT=0 (cut requests off at once) would
+    # have let a request run on until the worker's deadline.
+    request_wait = max(config.shutdown_timeout / 2, SHORTEST_REQUEST_WAIT_SECONDS)
+    runner = OrderServiceRunner(create_app(config), access_log=None, shutdown_timeout=request_wait)
     await runner.setup()
     freeze_startup_heap()
     try:
@@ -125,17 +155,69 @@ async def serve_worker(config: Config, port: int, *, reuse_port: bool) -> int:
     log.info("serving", host=config.host, port=bound, pid=os.getpid())
 
     await stop.wait()
-    # Stop accepting, let in-flight requests finish (up to shutdown_timeout), then run the
-    # cleanup contexts: the relay finishes its batch, the broker and the pool close.
     log.info("shutdown_started", pid=os.getpid())
-    try:
-        async with asyncio.timeout(config.shutdown_timeout + CLEANUP_GRACE_SECONDS):
-            await runner.cleanup()
-    except TimeoutError:
-        log.error("shutdown_timed_out", pid=os.getpid())
+    # Not asyncio.timeout around the clean-up, as before: aiohttp catches the cancellation
+    # of one cleanup context and runs the next ones, and a wait that suppresses
+    # CancelledError swallows it, so the stop ran on past its budget and still exited 0.
+    # Nor a timeout and a return: the event loop's end then awaits whatever is left, and a
+    # database that stops answering holds that up too.
+    hard_stop.arm(config.shutdown_timeout + CLEANUP_GRACE_SECONDS)
+    return await shut_down(runner)
+
+
+async def shut_down(runner: web.AppRunner) -> int:
+    """Stops accepting, lets in-flight requests finish (up to shutdown_timeout), then runs
+    the cleanup contexts: the relay finishes its batch, the broker and the pool close.
+
+    0 when all of it is done; 1 if the cleanup had to abandon something on the way
+    (app.CLEANUP_ABANDONED). Nothing is lost either way: no order was answered before it
+    committed, and rows left unsent in the outbox go out with the next relay.
+    """
+    from service.app import CLEANUP_ABANDONED
+
+    await runner.cleanup()
+    abandoned = runner.app[CLEANUP_ABANDONED]
+    if abandoned:
+        log.error("shutdown_unclean", pid=os.getpid(), abandoned=abandoned)
         return 1
     log.info("shutdown_complete", pid=os.getpid())
     return 0
+
+
+class HardStop:
+    """Ends the process with status 1 if it still runs `seconds` after arm(), whatever its
+    event loop is doing (a thread's timer, not the loop's): for a single worker, what the
+    supervisor's SIGKILL is for one of several, and a second earlier for those.
+
+    What the clean-up had not finished is abandoned as by a SIGKILL: the database's
+    connections drop (PostgreSQL rolls back what they left open), the relay's batch stays
+    unsent in the outbox for the next relay, a request still open gets no answer.
+    """
+
+    def __init__(self) -> None:
+        self._timer: threading.Timer | None = None
+
+    def arm(self, seconds: float) -> None:
+        self.disarm()
+        self._timer = threading.Timer(seconds, self._fire, args=(seconds,))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    @staticmethod
+    def _fire(seconds: float) -> None:
+        # Not held up by its own log line either (a stdout that nobody reads blocks it).
+        fallback = threading.Timer(HARD_STOP_LOG_SECONDS, os._exit, args=(1,))
+        fallback.daemon = True
+        fallback.start()
+        log.error("shutdown_timed_out", pid=os.getpid(), seconds=seconds)
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+        os._exit(1)
 
 
 def _worker_main(config: Config, port: int) -> None:
@@ -149,7 +231,7 @@ def _worker_main(config: Config, port: int) -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     _stop_with_parent()
     try:
-        code = run_async(serve_worker(config, port, reuse_port=True))
+        code = run_worker(config, port, reuse_port=True)
     except OUTSIDE_FAILURES as exc:
         log.error("worker_failed", pid=os.getpid(), error=describe(exc))
         code = 1

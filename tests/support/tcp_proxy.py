@@ -4,7 +4,8 @@
 connections are refused, as when the server is down; `restore()` listens again on the
 same port. `freeze()` keeps every connection open but passes nothing on, as a server that
 hangs or a route that drops packets (nothing is refused, nothing answers); `thaw()` lets
-the data flow again. Runs in the test's event loop.
+the data flow again, and `held` counts the directions of connections whose data a freeze
+holds back (a query sent and not answered holds one). Runs in the test's event loop.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class TcpProxy:
         self._generation = 0  # bumped by cut(): a link opened before it must not live on
         self._flowing = asyncio.Event()
         self._flowing.set()
+        self._held = 0
 
     @property
     def is_cut(self) -> bool:
@@ -72,6 +74,11 @@ class TcpProxy:
     def thaw(self) -> None:
         self._flowing.set()
 
+    @property
+    def held(self) -> int:
+        """Directions of connections holding data back while frozen."""
+        return self._held
+
     async def restore(self) -> None:
         if self._server is None:
             await self._listen()
@@ -89,6 +96,23 @@ class TcpProxy:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(CHUNK):
+                if not self._flowing.is_set():
+                    self._held += 1
+                    try:
+                        await self._flowing.wait()
+                    finally:
+                        self._held -= 1
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            # One side ended: end the other too, as a plain TCP connection would.
+            writer.transport.abort()
 
     async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -108,27 +132,10 @@ class TcpProxy:
             if generation != self._generation:
                 return
             self._transports.add(upstream_t)
-            await asyncio.gather(
-                _pipe(client_r, up_w, self._flowing), _pipe(up_r, client_w, self._flowing)
-            )
+            await asyncio.gather(self._pipe(client_r, up_w), self._pipe(up_r, client_w))
         finally:
             self._links.discard(task)
             for transport in (client_t, upstream_t):
                 if transport is not None:
                     self._transports.discard(transport)
                     transport.abort()
-
-
-async def _pipe(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowing: asyncio.Event
-) -> None:
-    try:
-        while data := await reader.read(CHUNK):
-            await flowing.wait()
-            writer.write(data)
-            await writer.drain()
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        # One side ended: end the other too, as a plain TCP connection would.
-        writer.transport.abort()
