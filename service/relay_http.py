@@ -12,7 +12,6 @@ scraper. `serve` answers the same paths on PORT itself (service/handlers/).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -25,8 +24,8 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from service.config import Config
 from service.db import close_pool, create_pool
+from service.handlers.health import database_answers
 from service.metrics import relay_registry
-from service.sql import queries
 
 log = structlog.get_logger(__name__)
 
@@ -46,19 +45,11 @@ async def live(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-async def _database_ok(app: web.Application) -> bool:
-    try:
-        async with asyncio.timeout(app[CONFIG].db_acquire_timeout):
-            async with app[PROBE_POOL].acquire() as conn:
-                await conn.fetchval(queries.ping)
-    except Exception:  # noqa: BLE001 - any failure means not ready
-        return False
-    return True
-
-
 @routes.get("/health/ready")
 async def ready(request: web.Request) -> web.Response:
-    checks = {"database": "ok" if await _database_ok(request.app) else "down"}
+    app = request.app
+    database_up = await database_answers(app[PROBE_POOL], app[CONFIG].db_acquire_timeout)
+    checks = {"database": "ok" if database_up else "down"}
     failed = [name for name, state in checks.items() if state != "ok"]
     body: dict[str, object] = {"status": "unavailable" if failed else "ok", "checks": checks}
     if failed:

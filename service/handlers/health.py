@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 from aiohttp import web
 
 from service.middleware import json_dumps
@@ -18,11 +19,10 @@ async def live(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"}, dumps=json_dumps)
 
 
-async def _database_ok(request: web.Request) -> bool:
-    pool = request.app[POOL]
-    timeout = request.app[CONFIG].db_acquire_timeout
+async def database_answers(pool: asyncpg.Pool, seconds: float) -> bool:
+    """The database answers `SELECT 1` on a connection of `pool` within `seconds`."""
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(seconds):
             async with pool.acquire() as conn:
                 await conn.fetchval(queries.ping)
     except Exception:  # noqa: BLE001 - any failure means not ready
@@ -36,10 +36,12 @@ async def ready(request: web.Request) -> web.Response:
     read from it: with the broker down, orders are taken and their events wait in the
     outbox ("degraded"). Taking such an instance out of the load balancer would refuse
     orders it could take."""
+    app = request.app
+    database_up = await database_answers(app[POOL], app[CONFIG].db_acquire_timeout)
     checks = {
-        "database": "ok" if await _database_ok(request) else "down",
-        "catalog": "ok" if request.app[CATALOG].loaded else "down",
-        "broker": "ok" if request.app[BROKER].connected else "down",
+        "database": "ok" if database_up else "down",
+        "catalog": "ok" if app[CATALOG].loaded else "down",
+        "broker": "ok" if app[BROKER].connected else "down",
     }
     failed = [name for name, state in checks.items() if state != "ok"]
     if checks["database"] != "ok" or checks["catalog"] != "ok":

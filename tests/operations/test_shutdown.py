@@ -65,8 +65,10 @@ async def test_sigterm_finishes_the_request_in_flight_then_exits_0(
     assert any(e.get("event") == "shutdown_complete" for e in service.events)
 
 
+# 0: cut off at once (aiohttp's own 0 would mean no limit at all).
+@pytest.mark.parametrize("shutdown_timeout", [5.0, 0.0])
 async def test_a_request_still_running_at_the_shutdown_timeout_is_cut_off_then(
-    launch: Launch, db: asyncpg.Connection
+    launch: Launch, db: asyncpg.Connection, shutdown_timeout: float
 ) -> None:
     code = f"HOLD{uuid.uuid4().hex[:8].upper()}"
     await db.execute(
@@ -74,7 +76,6 @@ async def test_a_request_still_running_at_the_shutdown_timeout_is_cut_off_then(
         "SELECT id, $1, 10 FROM merchants WHERE code = 'eyezy'",
         code,
     )
-    shutdown_timeout = 5.0
     # The statement must outlast twice the timeout: the default statement_timeout (5 s)
     # would end it first and cap a doubled wait below 2 x SHUTDOWN_TIMEOUT.
     statement_timeout_ms = int(shutdown_timeout * 2 * 1000) + 10_000
