@@ -50,7 +50,7 @@ from events.batch_publish import OutgoingMessage, publish_batch
 from events.broker import Broker
 from events.envelope import CONTENT_TYPE, stored_envelope_headers
 from service.config import Config
-from service.db import create_pool
+from service.db import close_pool, create_pool
 from service.metrics import (
     EVENT_PUBLISH_FAILURES,
     EVENTS_PUBLISHED,
@@ -538,16 +538,19 @@ def _failed_future(exc: BaseException) -> asyncio.Future[Any]:
     return future
 
 
-async def run_relay_forever(config: Config) -> None:
+async def run_relay_forever(
+    config: Config, *, serving: contextlib.AbstractAsyncContextManager[None] | None = None
+) -> None:
     """`order-service relay`: the relay alone, until SIGTERM or SIGINT (after the batch
-    in flight)."""
+    in flight), inside `serving` (its probes and metrics) when given."""
     loop = asyncio.get_running_loop()
     stop_signals = (signal.SIGTERM, signal.SIGINT)
     relay: OutboxRelay | None = None
     stopping = False
 
     def on_signal() -> None:
-        # Handlers go in before anything starts, so a SIGTERM during start-up is a clean stop.
+        # Handlers go in before anything starts and come out after everything has
+        # stopped, so a SIGTERM at any moment is a clean stop.
         nonlocal stopping
         stopping = True
         if relay is not None:
@@ -555,22 +558,26 @@ async def run_relay_forever(config: Config) -> None:
 
     for signum in stop_signals:
         loop.add_signal_handler(signum, on_signal)
-    pool = await create_pool(config)
-    broker = Broker(config.amqp_url)
-    broker.start()
-    relay = OutboxRelay(config, pool, broker)
-    if stopping:
-        relay.stop()
-    log.info(
-        "relay_started",
-        exchange=config.events_exchange,
-        amqp=config.amqp_url_redacted,
-        batch_size=config.relay_batch_size,
-    )
     try:
-        await relay.run()
+        async with serving if serving is not None else contextlib.nullcontext():
+            pool = await create_pool(config)
+            broker = Broker(config.amqp_url)
+            broker.start()
+            relay = OutboxRelay(config, pool, broker)
+            if stopping:
+                relay.stop()
+            log.info(
+                "relay_started",
+                exchange=config.events_exchange,
+                amqp=config.amqp_url_redacted,
+                batch_size=config.relay_batch_size,
+            )
+            try:
+                await relay.run()
+            finally:
+                await broker.close()
+                # Bounded: a database that stops answering never answers a close.
+                await close_pool(pool)
     finally:
         for signum in stop_signals:
             loop.remove_signal_handler(signum)
-        await broker.close()
-        await pool.close()

@@ -110,13 +110,9 @@ def cmd_relay(config: Config, _args: argparse.Namespace) -> int:
     from events.relay import run_relay_forever
     from service.relay_http import relay_http
 
-    async def go() -> None:
-        # The probes and metrics answer until the relay has stopped (SIGTERM: after its
-        # batch in flight).
-        async with relay_http(config):
-            await run_relay_forever(config)
-
-    _run(go())
+    # The probes and metrics answer until the relay has stopped (SIGTERM: after its batch
+    # in flight).
+    _run(run_relay_forever(config, serving=relay_http(config)))
     return 0
 
 
