@@ -38,7 +38,8 @@ def _redact_value(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_redact_value(item) for item in value]
     if isinstance(value, str):
-        return _redact_value(str(value))
+        # A subclass (a str Enum, say) is kept as it is unless it holds a URL.
+        return redact_passwords(value) if "://" in value else value
     return value
 
 
@@ -57,24 +58,26 @@ def redact_secrets(
     return event_dict
 
 
+# The second last stamped and its text, replaced as one tuple: a line logged from another
+# thread (HardStop's timer, the standard library's loggers) never pairs one with the other's.
+_stamp: tuple[int, str] = (-1, "")
+
+
 def utc_timestamp(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     """`timestamp`: RFC 3339 in UTC with microseconds, as structlog's
     TimeStamper(fmt="iso", utc=True) gives it, at a fifth of its cost (the part down to the
     second is formatted once a second) and always with its six digits."""
+    global _stamp
     now = time.time()
     second = int(now)
-    global _stamped_second, _stamped_prefix
-    if second != _stamped_second:
-        _stamped_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _stamped_second = second
-    event_dict["timestamp"] = f"{_stamped_prefix}.{int((now - second) * 1_000_000):06d}Z"
+    stamped_second, prefix = _stamp
+    if second != stamped_second:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _stamp = (second, prefix)
+    event_dict["timestamp"] = f"{prefix}.{int((now - second) * 1_000_000):06d}Z"
     return event_dict
-
-
-_stamped_second = -1
-_stamped_prefix = ""
 
 
 class _Stdout(io.TextIOBase):

@@ -39,9 +39,9 @@ ORDERS_CREATED = Counter(
     ["family"],
 )
 # Every family from the start, at 0: a rate() or an alert on a series that appears only
-# with its first order sees nothing before it.
-for _family in get_args(Family):
-    ORDERS_CREATED.labels(_family)
+# with its first order sees nothing before it. Kept: labels() validates and joins its
+# values and takes a lock on every call.
+ORDERS_CREATED_BY_FAMILY = {family: ORDERS_CREATED.labels(family) for family in get_args(Family)}
 ORDER_WRITE_BATCH_SIZE = Histogram(
     "order_service_order_write_batch_size",
     "Orders sent to PostgreSQL together, in one transaction (group commit); 1 is an order "

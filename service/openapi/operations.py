@@ -13,7 +13,7 @@ from schemas.initials import InitialsUrlRequestSchema, InitialsUrlResponseSchema
 from schemas.me_order import MeOrderRequestSchema, MeOrderResponseSchema
 from schemas.oneclick import OneclickRequestSchema, OneclickResponseSchema
 from schemas.orders import OrderResponseSchema
-from service.docs_assets import ASSETS
+from service.docs_assets import ASSETS, SWAGGER_UI_DIR
 from service.errors import PRODUCT_NOT_FOUND
 from service.openapi.components import (
     CUSTOMER_SECURITY,
@@ -479,6 +479,8 @@ DOCS = Operation(
 )
 
 ASSET_MEDIA_TYPES = ("text/css", "text/javascript", "image/png")
+# The size the 416 example names: one of the files, as installed.
+ASSET_SIZE = (SWAGGER_UI_DIR / "favicon-16x16.png").stat().st_size
 
 DOCS_ASSETS = Operation(
     "get",
@@ -517,8 +519,8 @@ DOCS_ASSETS = Operation(
                 "(`range_not_satisfiable`); `Content-Range: bytes */<size>`.",
                 (
                     "range_not_satisfiable",
-                    "The requested range is not satisfiable; the file is 665 bytes",
-                    {"headers.range": ["must be one byte range starting below 665"]},
+                    f"The requested range is not satisfiable; the file is {ASSET_SIZE} bytes",
+                    {"headers.range": [f"must be one byte range starting below {ASSET_SIZE}"]},
                 ),
             ),
         ),

@@ -3,15 +3,16 @@ properties its fast path leaves to pamqp."""
 
 from __future__ import annotations
 
-import io
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from types import SimpleNamespace
+from typing import Any
 
-import pamqp.frame
+import aiormq
 import pytest
+from aiormq.abc import ChannelFrame
 from pamqp import commands as spec
-from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 
 from events.amqp_frames import publish_payload
@@ -23,19 +24,18 @@ FRAME_MAX = 131_064  # RabbitMQ's frame_max less the frame's 8 bytes
 def pamqp_payload(
     channel: int, exchange: str, messages: list[tuple[str, bytes, spec.Basic.Properties]]
 ) -> bytes:
-    """What aiormq's ChannelFrame.marshall makes of the frames basic_publish would send."""
-    out = io.BytesIO()
+    """The bytes aiormq's basic_publish writes for each message: its frames, the body cut
+    by aiormq's own Channel._split_body, marshalled by ChannelFrame.marshall (pamqp)."""
+    splitter = SimpleNamespace(max_content_size=FRAME_MAX)
+    out = b""
     for routing_key, body, properties in messages:
-        frames: list[object] = [
+        frames: list[Any] = [
             spec.Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=True),
             ContentHeader(properties=properties, body_size=len(body)),
+            *aiormq.Channel._split_body(splitter, body),  # type: ignore[arg-type]
         ]
-        frames += [
-            ContentBody(body[start : start + FRAME_MAX]) for start in range(0, len(body), FRAME_MAX)
-        ]
-        for frame in frames:
-            out.write(pamqp.frame.marshal(frame, channel))  # type: ignore[arg-type]
-    return out.getvalue()
+        out += ChannelFrame.marshall(channel_number=channel, frames=frames).payload
+    return out
 
 
 def relay_properties() -> spec.Basic.Properties:

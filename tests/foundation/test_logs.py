@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 
 import pytest
 
@@ -60,3 +61,12 @@ def test_the_timestamp_is_rfc_3339_utc_with_microseconds_and_now() -> None:
     for text in stamped:
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", text), text
         assert before - timedelta(microseconds=1) <= datetime.fromisoformat(text) <= after
+
+
+class Colour(StrEnum):
+    RED = "red"
+
+
+def test_a_string_subclass_without_a_url_is_kept_as_it_is() -> None:
+    logged = redact_secrets(None, "info", {"event": "x", "colour": Colour.RED})
+    assert logged["colour"] is Colour.RED
