@@ -16,7 +16,7 @@ from service.config import Config
 from service.db import close_pool, create_pool
 from service.handlers import asyncapi, docs, health, initials, me_order, metrics, oneclick, orders
 from service.middleware import request_middleware
-from service.order_writer import OrderWriter
+from service.order_writer import STANDBY_AFTER, OrderWriter
 from service.state import (
     BROKER,
     CATALOG,
@@ -58,6 +58,7 @@ async def _order_writer(app: web.Application) -> AsyncIterator[None]:
         max_batch=config.order_batch_max,
         queue_timeout=config.db_acquire_timeout,
         drain_timeout=ORDER_WRITER_STOP_SECONDS,
+        standby_after=STANDBY_AFTER,
     )
     app[ORDER_WRITER] = writer
     async with writer.running():

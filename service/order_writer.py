@@ -50,6 +50,9 @@ log = structlog.get_logger(__name__)
 PlaceOrderArgs = tuple[Any, Any, Any, Any, Any, Any, Any, Any]
 ROW, BODY = 0, 6
 DEADLOCK_ATTEMPTS = 3
+# A batch still in PostgreSQL this long after it started is held up (a batch of the
+# benchmark's load takes 5-20 ms): the standby writer starts on the orders behind it.
+STANDBY_AFTER = 0.25
 
 
 @dataclass(slots=True)
@@ -73,9 +76,17 @@ class OrderWriter:
         max_batch: int,
         queue_timeout: float,
         drain_timeout: float = 10.0,
+        standby_after: float | None = None,
     ) -> None:
         self._pool = pool
         self._writers = writers
+        # With a time, one more writer stands by: it takes orders only while every writer
+        # has been in its batch longer than that (held up: a row lock another transaction
+        # holds, say), so one held-up batch does not hold up every order behind it. The
+        # rest of the time a single batch in PostgreSQL leaves the event loop its core.
+        self._standby_after = standby_after
+        self._in_batch = 0
+        self._held_up = asyncio.Event()
         self._max_batch = max_batch
         # An order no writer holding a connection has taken within this long of being
         # handed over gets TimeoutError (a 503) and is not written, however the time went
@@ -127,6 +138,8 @@ class OrderWriter:
             asyncio.create_task(self._write_forever(), name=f"order-writer-{n}")
             for n in range(self._writers)
         ]
+        if self._standby_after is not None:
+            self._tasks.append(asyncio.create_task(self._stand_by(), name="order-writer-standby"))
         self._accepting = True
         try:
             yield self
@@ -149,18 +162,50 @@ class OrderWriter:
                 _fail(future, TimeoutError("shut down before written"))
 
     async def _write_forever(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            batch = await self._next_batch()
+            self._in_batch += 1
+            held_up = (
+                loop.call_later(self._standby_after, self._check_held_up)
+                if self._standby_after is not None
+                else None
+            )
             try:
-                await self._write(batch)
-            except Exception:
-                # _write answers every order itself; this is a bug's last line of defence,
-                # and the writer must outlive it.
-                log.exception("order_writer_failed", orders=len(batch))
-                for pending in batch:
-                    _fail(pending.result, RuntimeError("order writer failed"))
+                await self._write_guarded(batch)
+            finally:
+                self._in_batch -= 1
+                if held_up is not None:
+                    held_up.cancel()
+                self._held_up.clear()
+
+    async def _stand_by(self) -> None:
+        while True:
+            await self._held_up.wait()
+            # Once it has taken a batch it writes it, even if the writers are free again
+            # by then: at most one batch more in PostgreSQL at once.
+            await self._write_guarded(await self._next_batch())
+
+    def _check_held_up(self) -> None:
+        if self._in_batch == self._writers and not self._held_up.is_set():
+            log.warning("order_writers_held_up", seconds=self._standby_after, queued=self.queued)
+            self._held_up.set()
+
+    async def _next_batch(self) -> list[_Pending]:
+        batch = [await self._queue.get()]
+        while len(batch) < self._max_batch and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+        return batch
+
+    async def _write_guarded(self, batch: list[_Pending]) -> None:
+        try:
+            await self._write(batch)
+        except Exception:
+            # _write answers every order itself; this is a bug's last line of defence,
+            # and the writer must outlive it.
+            log.exception("order_writer_failed", orders=len(batch))
+            for pending in batch:
+                _fail(pending.result, RuntimeError("order writer failed"))
 
     async def _write(self, handed: list[_Pending]) -> None:
         """Writes the orders `handed` to this writer that are still wanted once it holds a

@@ -424,3 +424,34 @@ async def until(condition: Any, timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0)
+
+
+async def test_a_held_up_batch_does_not_hold_up_the_orders_behind_it(
+    pool: asyncpg.Pool, db: asyncpg.Connection, config: Config
+) -> None:
+    # The only writer's batch waits for a coupon row held here; the standby writer takes
+    # the order queued behind it once the batch has been held up for standby_after.
+    standby_after = 0.2
+    held, behind = await orders_of(db, 2, config)
+    coupon = f"HELD{uuid.uuid4().hex[:8].upper()}"
+    coupon_id = await db.fetchval(
+        "INSERT INTO coupons (merchant_id, code, percent_off) VALUES ($1, $2, 10) RETURNING id",
+        held.row["merchant_id"],
+        coupon,
+    )
+    held.row.update(coupon_id=coupon_id, coupon_code=coupon)
+    writer = OrderWriter(
+        pool, writers=1, max_batch=32, queue_timeout=5.0, standby_after=standby_after
+    )
+    async with writer.running():
+        async with db.transaction():
+            await db.execute("SELECT 1 FROM coupons WHERE id = $1 FOR UPDATE", coupon_id)
+            writing = asyncio.create_task(writer.place_order(args_of(held)))
+            await until_lock_waits(db, 1)
+            started = time.monotonic()
+            assert await asyncio.wait_for(writer.place_order(args_of(behind)), 2.0) is None
+            answered_after = time.monotonic() - started
+            assert not writing.done()
+        assert await writing is None
+    assert answered_after < standby_after + LATE_BY_AT_MOST
+    assert await stored(db, [held, behind]) == {held.row["id"], behind.row["id"]}
