@@ -174,9 +174,15 @@ async def shut_down(runner: web.AppRunner) -> int:
     committed, and rows left unsent in the outbox go out with the next relay.
     """
     from service.app import CLEANUP_ABANDONED
+    from service.background import left_behind
 
+    already_left = len(left_behind())
     await runner.cleanup()
-    abandoned = runner.app[CLEANUP_ABANDONED]
+    # A background task that would not stop (a connection's close a frozen database never
+    # answers) is named as abandoned too.
+    abandoned = runner.app[CLEANUP_ABANDONED] + [
+        f"task:{name}" for name in left_behind()[already_left:]
+    ]
     if abandoned:
         log.error("shutdown_unclean", pid=os.getpid(), abandoned=abandoned)
         return 1

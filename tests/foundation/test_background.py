@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from service import background
-from service.background import running_in_background
+from service.background import left_behind, running_in_background
 
 # Shorter than the service's STOP_SECONDS (1 s), for quicker tests.
 STOP_SECONDS = 0.2
@@ -91,6 +91,7 @@ async def test_a_task_that_will_not_end_is_left_behind(
         assert 2 * STOP_SECONDS <= took < 2 * STOP_SECONDS + 1.0, took
         assert not task.done()
         assert "background_task_did_not_stop" in capsys.readouterr().out
+        assert "stubborn" in left_behind()
     finally:
         done.set()
         await asyncio.wait_for(task, 5)

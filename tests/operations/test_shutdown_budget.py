@@ -5,10 +5,15 @@ at the end of its budget with status 1 whatever its event loop is doing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import sys
+from collections.abc import AsyncIterator
 
+import pytest
 from aiohttp import web
 
+from service import background
 from service.app import CLEANUP_ABANDONED, create_app
 from service.config import Config
 from service.db import POOL_CLOSE_SECONDS
@@ -60,3 +65,32 @@ async def test_a_hard_stop_ends_the_process_with_1_whatever_its_event_loop_does(
     output, _ = await asyncio.wait_for(process.communicate(), 15)
     assert process.returncode == 1, output
     assert b"shutdown_timed_out" in output
+
+
+async def test_a_background_task_left_behind_makes_the_shutdown_unclean(
+    config: Config, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(background, "STOP_SECONDS", 0.1)
+    released = asyncio.Event()
+
+    async def ignores_cancellation() -> None:
+        while not released.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await released.wait()
+
+    async def stubborn_context(_app: web.Application) -> AsyncIterator[None]:
+        async with background.running_in_background(ignores_cancellation(), "stubborn"):
+            yield
+
+    app = create_app(config)
+    app.cleanup_ctx.append(stubborn_context)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        async with asyncio.timeout(10):
+            assert await shut_down(runner) == 1
+    finally:
+        released.set()
+    unclean = [line for line in capsys.readouterr().out.splitlines() if "shutdown_unclean" in line]
+    assert len(unclean) == 1
+    assert json.loads(unclean[0])["abandoned"] == ["task:stubborn"]
