@@ -41,6 +41,9 @@ class Config:
     log_format: str = "json"
     migrate_on_start: bool = True
     relay_enabled: bool = True
+    # Whether some process of this instance runs the relay (set by `serve` for the workers
+    # it starts without one); None: this process's relay_enabled.
+    instance_relay: bool | None = None
     db_pool_min: int = 0
     db_pool_max: int = 10
     db_acquire_timeout: float = 2.0
@@ -73,6 +76,10 @@ class Config:
     cors_allowed_origins: frozenset[str] = frozenset()
     workers: int = 0  # 0: one worker process per CPU core
     extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def instance_runs_relay(self) -> bool:
+        return self.relay_enabled if self.instance_relay is None else self.instance_relay
 
     @property
     def db_command_timeout(self) -> float:

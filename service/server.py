@@ -351,7 +351,11 @@ class Supervisor:
         # One relay per instance, in the first worker: relays of one machine would only
         # split the same outbox into smaller batches (SKIP LOCKED keeps them correct, not
         # cheap). A restarted first worker brings it back.
-        config = self.config if slot == 0 else replace(self.config, relay_enabled=False)
+        config = (
+            self.config
+            if slot == 0
+            else replace(self.config, relay_enabled=False, instance_relay=self.config.relay_enabled)
+        )
         process = self.context.Process(
             target=_worker_main, args=(config, port), name=f"order-service-worker-{slot}"
         )

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.faults.harness import initials_body, signed
@@ -102,3 +103,37 @@ def test_every_family_is_counted_from_the_start() -> None:
     ).stdout
     for family in ("initials_url", "oneclick", "me_order"):
         assert f'order_service_orders_created_total{{family="{family}"}} 0.0' in shown
+
+
+RELAY_TYPES = (
+    "order_service_outbox_backlog gauge",
+    "order_service_outbox_oldest_unsent_age_seconds gauge",
+    "order_service_events_published_total counter",
+    "order_service_event_publish_failures_total counter",
+    "order_service_events_unroutable_total counter",
+)
+
+
+@pytest.mark.parametrize(
+    ("relay_enabled", "instance_relay", "shown"),
+    [
+        (True, None, True),  # the relay runs in this process
+        (False, None, False),  # RELAY_ENABLED=false: `order-service relay` has them
+        (False, True, True),  # a worker of an instance whose first worker runs the relay
+    ],
+)
+async def test_relay_metrics_are_shown_only_by_an_instance_that_runs_a_relay(
+    aiohttp_client: Any,
+    config: Any,
+    relay_enabled: bool,
+    instance_relay: bool | None,
+    shown: bool,
+) -> None:
+    from dataclasses import replace
+
+    from service.app import create_app
+
+    app = create_app(replace(config, relay_enabled=relay_enabled, instance_relay=instance_relay))
+    text = await (await (await aiohttp_client(app)).get("/metrics")).text()
+    assert [f"# TYPE {name}\n" in text for name in RELAY_TYPES] == [shown] * len(RELAY_TYPES)
+    assert "# TYPE order_service_orders_created_total counter\n" in text
