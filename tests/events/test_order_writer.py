@@ -44,6 +44,19 @@ async def orders_of(db: asyncpg.Connection, count: int, config: Config) -> list[
     return [await prepared_order(db, config) for _ in range(count)]
 
 
+async def with_new_coupon(db: asyncpg.Connection, order: PreparedOrder) -> int:
+    """A new coupon of the order's merchant, counted by the order; its id (a test holds its
+    row to hold the order's statement up)."""
+    coupon = f"HELD{uuid.uuid4().hex[:8].upper()}"
+    coupon_id: int = await db.fetchval(
+        "INSERT INTO coupons (merchant_id, code, percent_off) VALUES ($1, $2, 10) RETURNING id",
+        order.row["merchant_id"],
+        coupon,
+    )
+    order.row.update(coupon_id=coupon_id, coupon_code=coupon)
+    return coupon_id
+
+
 async def transactions_of(db: asyncpg.Connection, orders: list[PreparedOrder]) -> int:
     """How many transactions wrote these orders (rows one transaction inserted share xmin)."""
     ids = [order.row["id"] for order in orders]
@@ -145,14 +158,8 @@ async def test_orders_waiting_out_the_statement_timeout_fail_alone(
     # times out again, and the second gets that answer at once rather than one more wait.
     timeout = 1.0
     orders = await orders_of(db, 4, config)
-    coupon = f"HELD{uuid.uuid4().hex[:8].upper()}"
-    coupon_id = await db.fetchval(
-        "INSERT INTO coupons (merchant_id, code, percent_off) VALUES ($1, $2, 10) RETURNING id",
-        orders[1].row["merchant_id"],
-        coupon,
-    )
-    for held in (orders[1], orders[3]):
-        held.row.update(coupon_id=coupon_id, coupon_code=coupon)
+    coupon_id = await with_new_coupon(db, orders[1])
+    orders[3].row.update(coupon_id=coupon_id, coupon_code=orders[1].row["coupon_code"])
     pool = await create_pool(replace(config, db_statement_timeout_ms=int(timeout * 1000)))
     try:
         async with db.transaction():
@@ -267,13 +274,7 @@ async def test_an_order_whose_deadline_passes_while_it_is_written_is_written_and
     # for the only writer, gets its timeout meanwhile and is not written.
     deadline = 0.3
     written, queued = await orders_of(db, 2, config)
-    coupon = f"HELD{uuid.uuid4().hex[:8].upper()}"
-    coupon_id = await db.fetchval(
-        "INSERT INTO coupons (merchant_id, code, percent_off) VALUES ($1, $2, 10) RETURNING id",
-        written.row["merchant_id"],
-        coupon,
-    )
-    written.row.update(coupon_id=coupon_id, coupon_code=coupon)
+    coupon_id = await with_new_coupon(db, written)
     writer = OrderWriter(pool, writers=1, max_batch=32, queue_timeout=deadline)
     async with writer.running():
         async with db.transaction():
@@ -433,13 +434,7 @@ async def test_a_held_up_batch_does_not_hold_up_the_orders_behind_it(
     # the order queued behind it once the batch has been held up for standby_after.
     standby_after = 0.2
     held, behind = await orders_of(db, 2, config)
-    coupon = f"HELD{uuid.uuid4().hex[:8].upper()}"
-    coupon_id = await db.fetchval(
-        "INSERT INTO coupons (merchant_id, code, percent_off) VALUES ($1, $2, 10) RETURNING id",
-        held.row["merchant_id"],
-        coupon,
-    )
-    held.row.update(coupon_id=coupon_id, coupon_code=coupon)
+    coupon_id = await with_new_coupon(db, held)
     writer = OrderWriter(
         pool, writers=1, max_batch=32, queue_timeout=5.0, standby_after=standby_after
     )
