@@ -10,8 +10,8 @@ A worker's stop has a budget: SHUTDOWN_TIMEOUT for the requests in flight, then
 CLEANUP_GRACE_SECONDS for its clean-up. A worker still running at the end of it (a
 database that stops answering holds the relay's batch and the pool's connections) ends
 there with status 1, whatever it is doing, as one whose clean-up had to abandon something
-on the way (the relay's batch, the pool's close) exits 1. A single worker (`--workers 1`)
-has no parent to kill it: the bound holds by itself.
+on the way (the relay's batch, the pool's close, a background task) exits 1. A single
+worker (`--workers 1`) has no parent to kill it: the bound holds by itself.
 
 Nothing here imports prometheus_client (or the app, which does) before the metrics
 directory of the workers is set: the library picks its storage at import time.

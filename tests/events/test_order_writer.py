@@ -57,6 +57,20 @@ async def with_new_coupon(db: asyncpg.Connection, order: PreparedOrder) -> int:
     return coupon_id
 
 
+@asynccontextmanager
+async def held_up_write(
+    db: asyncpg.Connection, writer: OrderWriter, order: PreparedOrder, coupon_id: int
+) -> AsyncIterator[asyncio.Task[str | None]]:
+    """`order` handed to `writer` while its coupon's row is held here: its statement waits
+    for the row until the block ends, and is then written (answered None)."""
+    async with db.transaction():
+        await db.execute("SELECT 1 FROM coupons WHERE id = $1 FOR UPDATE", coupon_id)
+        writing = asyncio.create_task(writer.place_order(args_of(order)))
+        await until_lock_waits(db, 1)
+        yield writing
+    assert await writing is None
+
+
 async def transactions_of(db: asyncpg.Connection, orders: list[PreparedOrder]) -> int:
     """How many transactions wrote these orders (rows one transaction inserted share xmin)."""
     ids = [order.row["id"] for order in orders]
@@ -276,16 +290,11 @@ async def test_an_order_whose_deadline_passes_while_it_is_written_is_written_and
     written, queued = await orders_of(db, 2, config)
     coupon_id = await with_new_coupon(db, written)
     writer = OrderWriter(pool, writers=1, max_batch=32, queue_timeout=deadline)
-    async with writer.running():
-        async with db.transaction():
-            await db.execute("SELECT 1 FROM coupons WHERE id = $1 FOR UPDATE", coupon_id)
-            writing = asyncio.create_task(writer.place_order(args_of(written)))
-            await until_lock_waits(db, 1)
-            with pytest.raises(TimeoutError):
-                await writer.place_order(args_of(queued))
-            # Handed over before the second order, so past its deadline too.
-            assert not writing.done()
-        assert await writing is None
+    async with writer.running(), held_up_write(db, writer, written, coupon_id) as writing:
+        with pytest.raises(TimeoutError):
+            await writer.place_order(args_of(queued))
+        # Handed over before the second order, so past its deadline too.
+        assert not writing.done()
     assert await stored(db, [written, queued]) == {written.row["id"]}
 
 
@@ -438,15 +447,10 @@ async def test_a_held_up_batch_does_not_hold_up_the_orders_behind_it(
     writer = OrderWriter(
         pool, writers=1, max_batch=32, queue_timeout=5.0, standby_after=standby_after
     )
-    async with writer.running():
-        async with db.transaction():
-            await db.execute("SELECT 1 FROM coupons WHERE id = $1 FOR UPDATE", coupon_id)
-            writing = asyncio.create_task(writer.place_order(args_of(held)))
-            await until_lock_waits(db, 1)
-            started = time.monotonic()
-            assert await asyncio.wait_for(writer.place_order(args_of(behind)), 2.0) is None
-            answered_after = time.monotonic() - started
-            assert not writing.done()
-        assert await writing is None
+    async with writer.running(), held_up_write(db, writer, held, coupon_id) as writing:
+        started = time.monotonic()
+        assert await asyncio.wait_for(writer.place_order(args_of(behind)), 2.0) is None
+        answered_after = time.monotonic() - started
+        assert not writing.done()
     assert answered_after < standby_after + LATE_BY_AT_MOST
     assert await stored(db, [held, behind]) == {held.row["id"], behind.row["id"]}
