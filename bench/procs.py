@@ -140,6 +140,25 @@ def cpu_seconds(pid: int) -> float:
     return sum(stat.cpu_seconds for stat in stats if stat.pid in members)
 
 
+def run_queue_seconds(pid: int) -> float:
+    """Seconds the threads of `pid` and its live descendants have spent ready to run but
+    waiting for a core (/proc/<pid>/task/<tid>/schedstat, second field; needs a kernel
+    with scheduler statistics, else 0): the time a process lost to the others on the
+    machine, which its CPU seconds do not show."""
+    waited = 0
+    for member in tree(pid):
+        try:
+            tasks = os.listdir(f"/proc/{member}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                waited += int(Path(f"/proc/{member}/task/{task}/schedstat").read_text().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    return waited / 1e9
+
+
 def rss_mb(pid: int) -> dict[int, float]:
     """Resident set size in MB of `pid` and each live descendant."""
     sizes: dict[int, float] = {}

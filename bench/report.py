@@ -62,6 +62,23 @@ def cpu_table(summary: dict[str, Any], cpus: int) -> list[str]:
     return lines
 
 
+def server_time_table(summary: dict[str, Any]) -> list[str]:
+    """How the server spent the wall time of its runs: on a core, or ready to run and
+    waiting for one while other processes held both; and the order writer's mean batch."""
+    lines = [
+        "| endpoint | server on a core | server waiting for a core | mean order-write batch |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, row in summary.items():
+        batch = row.get("mean_write_batch")
+        lines.append(
+            f"| {name} | {_num(row.get('server_cpu_cores'), 2)} "
+            f"| {_num(row.get('server_run_queue_cores'), 2)} "
+            f"| {'-' if name == 'floor' else _num(batch, 1)} |"
+        )
+    return lines
+
+
 def figures_table(figures: list[tuple[str, str, str, bool | None]]) -> list[str]:
     lines = ["| figure | value | target | verdict |", "|---|---:|---|---|"]
     lines += [
@@ -88,6 +105,11 @@ def markdown(result: dict[str, Any]) -> str:
         "event publishing, so RabbitMQ and the relay cost it nothing):",
         "",
         *cpu_table(result["summary"], result["machine"]["cpus"]),
+        "",
+        "The server's processes over the wall time of the runs, in cores (ready to run but "
+        "waiting is time lost to PostgreSQL, RabbitMQ and wrk on the same cores):",
+        "",
+        *server_time_table(result["summary"]),
         "",
         *figures_table(result["figures"]),
     ]

@@ -29,7 +29,7 @@ from typing import Any
 
 import uvloop
 
-from bench import corpus, database, events_bench, procs, profiling, report
+from bench import corpus, database, events_bench, procs, profiling, report, writer_batches
 from bench.loadgen import LoadResult, ensure_wrk, run_wrk
 from bench.stats import mean, ratio
 
@@ -157,6 +157,8 @@ def measure(
     for attempt in range(2):
         count = int(bench.rate_guess[target] * args.duration * (1.6 + attempt)) + 1000
         cpu_before = procs.cpu_seconds(server.pid)
+        waited_before = procs.run_queue_seconds(server.pid)
+        batches_before = writer_batches.totals(server.url("/metrics"))
         groups_before, busy_before = procs.cpu_by_group(), procs.machine_busy_seconds()
         wall_before = time.perf_counter()
         result = drive(bench, target, server, args.duration, count)
@@ -164,6 +166,8 @@ def measure(
         busy = procs.machine_busy_seconds() - busy_before
         groups = {k: v - groups_before[k] for k, v in procs.cpu_by_group().items()}
         cpu = procs.cpu_seconds(server.pid) - cpu_before
+        waited = procs.run_queue_seconds(server.pid) - waited_before
+        batches_after = writer_batches.totals(server.url("/metrics"))
         if not result.exhausted:
             break
         bench.rate_guess[target] = result.rps  # the corpus ran out: size it anew, once
@@ -183,12 +187,17 @@ def measure(
             "whole machine": per_request(busy, result.requests),
         },
         "machine_busy_cores": round(busy / wall, 2) if wall else None,
+        # The server's processes: on a core, and ready to run but waiting for one.
+        "server_cpu_cores": round(cpu / wall, 2) if wall else None,
+        "server_run_queue_cores": round(waited / wall, 2) if wall else None,
         "rss_mb": {str(pid): round(mb, 1) for pid, mb in rss.items()},
+        "mean_write_batch": writer_batches.mean_batch(batches_before, batches_after),
     }
     bench.runs.append(run)
     print(
         f"bench: {run['target']:>12}: {result.rps:8.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
-        f"p99 {result.p99_ms:6.2f} ms  p99.9 {result.p999_ms:6.2f} ms  errors {result.errors}",
+        f"p99 {result.p99_ms:6.2f} ms  p99.9 {result.p999_ms:6.2f} ms  errors {result.errors}"
+        + (f"  mean batch {run['mean_write_batch']:.1f}" if run["mean_write_batch"] else ""),
         flush=True,
     )
     if result.errors:
@@ -285,6 +294,9 @@ def summarize(bench: Bench) -> dict[str, dict[str, Any]]:
                 for part in mine[0]["machine_cpu_ms_per_request"]
             },
             "machine_busy_cores": avg("machine_busy_cores"),
+            "server_cpu_cores": avg("server_cpu_cores"),
+            "server_run_queue_cores": avg("server_run_queue_cores"),
+            "mean_write_batch": avg("mean_write_batch"),
             "rss_mb": max(max(r["rss_mb"].values()) for r in mine),
         }
         if target == "floor":

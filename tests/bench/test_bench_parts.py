@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bench import corpus, procs, profiling
+from bench import corpus, procs, profiling, writer_batches
 from bench.stats import percentile
 from service.config import Config
 
@@ -75,3 +75,48 @@ def test_cpu_of_an_exited_child_still_counts() -> None:
     burn = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
     subprocess.run([sys.executable, "-c", burn], check=True)
     assert procs.cpu_seconds(os.getpid()) - before >= 0.25
+
+
+def test_run_queue_wait_of_processes_that_outnumber_the_cores() -> None:
+    # One CPU burner more than there are cores: between them they wait for a core.
+    burn = (
+        "import sys, time\nend = time.process_time() + 0.4\n"
+        "while time.process_time() < end: pass\nprint('burned', flush=True)\nsys.stdin.read()"
+    )
+    burners = [
+        subprocess.Popen(
+            [sys.executable, "-c", burn],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range((os.cpu_count() or 1) + 1)
+    ]
+    try:
+        before = procs.run_queue_seconds(os.getpid())
+        for burner in burners:
+            assert burner.stdout is not None
+            assert burner.stdout.readline() == "burned\n"
+        waited = procs.run_queue_seconds(os.getpid()) - before
+    finally:
+        for burner in burners:
+            burner.communicate("")
+    assert waited >= 0.05
+
+
+def test_mean_write_batch_from_the_service_metrics() -> None:
+    page = (
+        "# TYPE order_service_order_write_batch_size histogram\n"
+        'order_service_order_write_batch_size_bucket{le="1.0"} 2.0\n'
+        "order_service_order_write_batch_size_count 10.0\n"
+        "order_service_order_write_batch_size_sum 120.0\n"
+        "order_service_order_write_batch_size_created 1.7e+09\n"
+    )
+    before = writer_batches.parse_totals(page)
+    after = writer_batches.parse_totals(
+        page.replace("_count 10.0", "_count 14.0").replace("_sum 120.0", "_sum 184.0")
+    )
+    assert before == (120.0, 10.0)
+    assert writer_batches.mean_batch(before, after) == 16.0
+    assert writer_batches.mean_batch(after, after) is None
+    assert writer_batches.parse_totals("# nothing here\n") is None
