@@ -3,9 +3,10 @@
 aiormq's `Channel.basic_publish` is built for one message at a time: per message it takes
 the channel lock, arms a timeout, queues one write and makes one `send()` call. Under load
 that was a fifth of the service's CPU. Here a batch takes the lock once, registers each
-message's confirmation exactly as `basic_publish` would (so aiormq's ack, nack and
-basic.return handling resolve them, and closing the channel rejects them), marshals every
-frame into one buffer (events/amqp_frames.py) and queues that buffer once.
+message's confirmation in the channel's table as `basic_publish` does (so aiormq's ack,
+nack and basic.return handling resolve them), has one channel future per batch stand for
+them all when the channel closes (aiormq rejects its futures then), marshals every frame
+into one buffer (events/amqp_frames.py) and queues that buffer once.
 
 It relies on the channel attributes that `basic_publish` itself uses (`lock`,
 `delivery_tag`, `confirmations`, `message_id_delivery_tag`, `write_queue`,
@@ -23,16 +24,15 @@ from typing import Any
 
 import aiormq
 from aiormq.abc import ChannelFrame
-from pamqp import commands as spec
 
-from events.amqp_frames import publish_payload
+from events.amqp_frames import Properties, publish_payload
 
 
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:
     routing_key: str
     body: bytes
-    properties: spec.Basic.Properties  # message_id is required: returns are matched by it
+    properties: Properties  # message_id is required: returns are matched by it
 
 
 async def publish_batch(
@@ -46,13 +46,17 @@ async def publish_batch(
         raise ValueError("publish_batch needs a channel in publisher-confirm mode")
     if not all(message.properties.message_id for message in messages):
         raise ValueError("every message needs a message_id")
+    loop = asyncio.get_running_loop()
     futures: list[asyncio.Future[Any]] = []
     async with channel.lock:
         tags = channel.delivery_tag
         for message in messages:
             message_id = str(message.properties.message_id)
             tags += 1
-            confirmation = channel.create_future()
+            # A plain future: a channel future costs ten times as much (aiormq files it in
+            # the channel's and the connection's stores, a callback each). The batch's one
+            # channel future below stands for all of them when the channel closes.
+            confirmation = loop.create_future()
             channel.confirmations[tags] = confirmation
             channel.message_id_delivery_tag[message_id] = tags
             confirmation.add_done_callback(_forget(channel, message_id, tags))
@@ -65,6 +69,7 @@ async def publish_batch(
                 ((message.routing_key, message.body, message.properties) for message in messages),
                 channel.max_content_size,
             )
+            _reject_with_channel(channel, futures)
             await channel.write_queue.put(ChannelFrame(payload=payload, should_close=False))
         except BaseException:
             # Not queued, so the broker never sees these tags: take them back, like
@@ -76,6 +81,33 @@ async def publish_batch(
                 channel.confirmations.pop(tag, None)
             raise
     return futures
+
+
+def _reject_with_channel(channel: aiormq.Channel, futures: list[asyncio.Future[Any]]) -> None:
+    """When the channel closes (aiormq rejects every future it created with the reason),
+    the batch's confirmations still open get that error too, as a channel future each
+    would."""
+    closed = channel.create_future()
+    open_count = len(futures)
+
+    def on_closed(closing: asyncio.Future[Any]) -> None:
+        error = None if closing.cancelled() else closing.exception()
+        if error is None:
+            return  # the batch's own all-done signal below
+        for future in futures:
+            if not future.done():
+                future.set_exception(error)
+                future.exception()  # retrieved: a relay cut off never reads it
+
+    def one_done(_: asyncio.Future[Any]) -> None:
+        nonlocal open_count
+        open_count -= 1
+        if open_count == 0 and not closed.done():
+            closed.set_result(None)  # out of the channel's store
+
+    closed.add_done_callback(on_closed)
+    for future in futures:
+        future.add_done_callback(one_done)
 
 
 def _forget(

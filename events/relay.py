@@ -44,8 +44,8 @@ import aiormq
 import asyncpg
 import structlog
 from aiormq.abc import DeliveredMessage
-from pamqp.common import FieldTable
 
+from events.amqp_frames import Properties, event_properties
 from events.batch_publish import OutgoingMessage, publish_batch
 from events.broker import Broker
 from events.envelope import CONTENT_TYPE, stored_envelope_headers
@@ -337,16 +337,15 @@ class OutboxRelay:
         await asyncio.gather(*late, return_exceptions=True)
         return [self._outcome(row, publish) for row, publish in zip(rows, pending, strict=True)]
 
-    def _properties(self, row: asyncpg.Record) -> aiormq.spec.Basic.Properties:
-        headers: FieldTable = dict(stored_envelope_headers(row["attributes"]))
-        return aiormq.spec.Basic.Properties(
+    def _properties(self, row: asyncpg.Record) -> Properties:
+        return event_properties(
             content_type=CONTENT_TYPE,
             delivery_mode=PERSISTENT,
             message_id=str(row["event_id"]),
             message_type=row["event_type"],
             app_id=APP_ID,
             timestamp=row["created_at"],  # whole seconds, as AMQP carries it
-            headers=headers,
+            headers=stored_envelope_headers(row["attributes"]),
         )
 
     def _outcome(self, row: asyncpg.Record, publish: asyncio.Future[Any]) -> Outcome:

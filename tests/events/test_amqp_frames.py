@@ -15,7 +15,7 @@ from aiormq.abc import ChannelFrame
 from pamqp import commands as spec
 from pamqp.header import ContentHeader
 
-from events.amqp_frames import publish_payload
+from events.amqp_frames import EncodedProperties, event_properties, publish_payload
 from events.envelope import CONTENT_TYPE, order_created_event, stored_envelope_headers
 
 FRAME_MAX = 131_064  # RabbitMQ's frame_max less the frame's 8 bytes
@@ -131,3 +131,56 @@ def test_what_amqp_cannot_carry_raises_pamqps_error(properties: spec.Basic.Prope
         pamqp_payload(1, "ex", messages)
     with pytest.raises(type(expected.value)):
         publish_payload(1, "ex", messages, FRAME_MAX)
+
+
+def event_values(**changes: Any) -> dict[str, Any]:
+    """event_properties' arguments for the relay's message, with `changes`."""
+    relay = relay_properties()
+    values = {
+        "content_type": relay.content_type,
+        "delivery_mode": relay.delivery_mode,
+        "message_id": relay.message_id,
+        "message_type": relay.message_type,
+        "app_id": relay.app_id,
+        "timestamp": relay.timestamp,
+        "headers": relay.headers,
+    }
+    return values | changes
+
+
+EVENT_VALUES = {
+    "relay": event_values(),
+    "non-ASCII id and headers": event_values(message_id="møøse", headers={"ce-x": "Åsa ✓"}),
+    "naive timestamp": event_values(timestamp=datetime(2026, 1, 2, 3, 4, 5)),
+    "offset timestamp": event_values(
+        timestamp=datetime(2026, 1, 2, 3, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+    ),
+    "no headers": event_values(headers={}),
+    "id of 255 bytes": event_values(message_id="m" * 255),
+    "empty type (pamqp leaves it out)": event_values(message_type=""),
+    "header value not a string": event_values(headers={"ce-n": 7, "ce-s": "x"}),
+}
+
+
+@pytest.mark.parametrize("name", list(EVENT_VALUES))
+def test_event_properties_are_marshalled_as_pamqp_marshals_them(name: str) -> None:
+    values = EVENT_VALUES[name]
+    ours = [("order.created", b"{}", event_properties(**values))]
+    theirs = [("order.created", b"{}", spec.Basic.Properties(**values))]
+    assert publish_payload(2, "orders", ours, FRAME_MAX) == pamqp_payload(2, "orders", theirs)
+
+
+def test_event_properties_are_encoded_once_unless_pamqp_must() -> None:
+    values = event_values()
+    encoded = event_properties(**values)
+    assert isinstance(encoded, EncodedProperties)
+    assert encoded.message_id == values["message_id"]
+    assert isinstance(event_properties(**event_values(message_type="")), spec.Basic.Properties)
+
+
+def test_an_event_amqp_cannot_carry_raises_pamqps_error() -> None:
+    values = event_values(message_id="m" * 256)
+    with pytest.raises(Exception) as expected:
+        pamqp_payload(1, "ex", [("k", b"x", spec.Basic.Properties(**values))])
+    with pytest.raises(type(expected.value)):
+        publish_payload(1, "ex", [("k", b"x", event_properties(**values))], FRAME_MAX)

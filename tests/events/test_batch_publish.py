@@ -146,3 +146,29 @@ async def test_a_message_amqp_cannot_carry_refuses_the_batch_and_keeps_the_tags(
     later = await publish_batch(channel, exchange, [message("bound.b", b"after")])
     assert isinstance(await asyncio.wait_for(later[0], 10), spec.Basic.Ack)
     assert [m.body for m in await collect(queue, 1)] == [b"after"]
+
+
+async def test_closing_the_channel_rejects_the_confirms_still_open(
+    channel_and_queue: tuple[aiormq.Channel, str, aio_pika.abc.AbstractQueue],
+) -> None:
+    # aiormq rejects the futures of a channel that closes (a lost connection) with the
+    # reason; a batch's confirmations get it too, instead of waiting out their deadline.
+    channel, exchange, _ = channel_and_queue
+    confirms = await publish_batch(
+        channel, exchange, [message("bound.a", b"%d" % i) for i in range(20)]
+    )
+    await channel._cancel_tasks(ConnectionResetError("connection lost"))
+    outcomes = await asyncio.wait_for(asyncio.gather(*confirms, return_exceptions=True), 10)
+    assert outcomes and all(isinstance(outcome, ConnectionResetError) for outcome in outcomes)
+
+
+async def test_a_batch_leaves_nothing_in_the_channels_future_store(
+    channel_and_queue: tuple[aiormq.Channel, str, aio_pika.abc.AbstractQueue],
+) -> None:
+    channel, exchange, queue = channel_and_queue
+    store = channel._Base__future_store  # type: ignore[attr-defined]
+    before = len(store.futures)
+    confirms = await publish_batch(channel, exchange, [message("bound.a", b"x") for _ in range(5)])
+    await asyncio.wait_for(asyncio.gather(*confirms), 10)
+    assert len(store.futures) == before
+    assert len(await collect(queue, 5)) == 5
