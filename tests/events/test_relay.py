@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from events.broker import Broker
 from events.envelope import CONTENT_TYPE, EVENT_TYPE, ROUTING_KEY
 from events.outbox_wakeup import OutboxWakeup
-from events.relay import LISTEN_CHANNEL, OutboxRelay, Outcome
+from events.relay import COALESCE_AFTER, LISTEN_CHANNEL, OutboxRelay, Outcome
 from service.config import Config
 from service.sql import queries
 from tests.events.conftest import EventConsumer, PlaceOrders, StartRelay
@@ -200,6 +200,55 @@ async def test_at_a_light_load_an_event_does_not_wait_for_the_coalescing_pause(
     relay.wake()
     [got] = await consumer.wait_for([order.event_id], timeout=5)
     assert got.received_at - order.committed_at < 0.5
+
+
+async def test_after_a_round_of_a_few_events_the_next_one_does_not_wait_for_the_pause(
+    placer: PlaceOrders, consumer: EventConsumer, start_relay: StartRelay, config: Config
+) -> None:
+    # A few hundred orders a second give rounds of two or three events: not behind.
+    slow_to_gather = replace(
+        config,
+        relay_coalesce_ms=1000,
+        outbox_poll_interval=60,
+        database_url=UNREACHABLE_DATABASE,  # no LISTEN: only wake() sets it going
+    )
+    relay = await start_relay(relay_config=slow_to_gather)
+    async with asyncio.timeout(10):
+        await relay.idle.wait()
+    few = await placer(COALESCE_AFTER - 1)
+    relay.wake()
+    await consumer.wait_for([o.event_id for o in few], timeout=5)
+    async with asyncio.timeout(10):
+        await relay.idle.wait()
+
+    [order] = await placer()
+    relay.wake()
+    [got] = await consumer.wait_for([order.event_id], timeout=5)
+    assert got.received_at - order.committed_at < 0.5
+
+
+async def test_after_a_round_of_many_events_the_next_one_waits_for_the_pause(
+    placer: PlaceOrders, consumer: EventConsumer, start_relay: StartRelay, config: Config
+) -> None:
+    slow_to_gather = replace(
+        config,
+        relay_coalesce_ms=700,
+        outbox_poll_interval=60,
+        database_url=UNREACHABLE_DATABASE,
+    )
+    relay = await start_relay(relay_config=slow_to_gather)
+    async with asyncio.timeout(10):
+        await relay.idle.wait()
+    many = await placer(COALESCE_AFTER)
+    relay.wake()
+    await consumer.wait_for([o.event_id for o in many], timeout=5)
+    async with asyncio.timeout(10):
+        await relay.idle.wait()
+
+    [order] = await placer()
+    relay.wake()
+    [got] = await consumer.wait_for([order.event_id], timeout=5)
+    assert got.received_at - order.committed_at >= 0.7
 
 
 async def test_a_backlog_goes_out_oldest_first_in_several_batches(
