@@ -31,6 +31,7 @@ COPY sql ./sql
 COPY examples ./examples
 USER app
 EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health/live' % os.environ.get('PORT', '8080'), timeout=2)"]
+# /health/live on PORT (serve), or on RELAY_HTTP_PORT when the container runs the relay.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-m", "service.healthcheck"]
 CMD ["order-service", "serve"]
