@@ -87,6 +87,8 @@ def _reject_with_channel(channel: aiormq.Channel, futures: list[asyncio.Future[A
     """When the channel closes (aiormq rejects every future it created with the reason),
     the batch's confirmations still open get that error too, as a channel future each
     would."""
+    if not futures:
+        return  # nothing to stand for, and nothing would ever take it out of the store
     closed = channel.create_future()
     open_count = len(futures)
 

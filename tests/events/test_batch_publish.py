@@ -170,5 +170,6 @@ async def test_a_batch_leaves_nothing_in_the_channels_future_store(
     before = len(store.futures)
     confirms = await publish_batch(channel, exchange, [message("bound.a", b"x") for _ in range(5)])
     await asyncio.wait_for(asyncio.gather(*confirms), 10)
+    assert await publish_batch(channel, exchange, []) == []
     assert len(store.futures) == before
     assert len(await collect(queue, 5)) == 5
