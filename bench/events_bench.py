@@ -24,8 +24,10 @@ from bench.corpus import initials_request
 from bench.stats import percentile
 
 UNSENT_EVENTS = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
+# `published_at` is now() of the relay's transaction: the moment it claimed the row.
 COMMIT_TIMES = """
-SELECT event_id::text AS event_id, extract(epoch FROM created_at)::float8 AS committed
+SELECT event_id::text AS event_id, extract(epoch FROM created_at)::float8 AS committed,
+       extract(epoch FROM published_at)::float8 AS claimed
   FROM outbox WHERE event_id = ANY($1::uuid[])
 """
 # A backlog of real events: copies of the newest event with fresh ids (in the row and in
@@ -129,13 +131,16 @@ async def _send_paced(base_url: str, rate: float, seconds: float, run: str) -> d
     return statuses
 
 
-async def _commit_times(database_url: str, event_ids: list[str]) -> dict[str, float]:
+async def _commit_times(
+    database_url: str, event_ids: list[str]
+) -> dict[str, tuple[float, float | None]]:
+    """Each event's commit time and the time the relay claimed it."""
     conn = await asyncpg.connect(database_url)
     try:
         rows = await conn.fetch(COMMIT_TIMES, event_ids)
     finally:
         await conn.close()
-    return {row["event_id"]: row["committed"] for row in rows}
+    return {row["event_id"]: (row["committed"], row["claimed"]) for row in rows}
 
 
 def measure_lag(
@@ -158,11 +163,22 @@ def measure_lag(
     )
     statuses = uvloop.run(_send_paced(service_url, rate, seconds, run))
     receipts = consumer.receipts(timeout=seconds + 35)
-    committed = uvloop.run(_commit_times(database_url, list(receipts)))
+    times = uvloop.run(_commit_times(database_url, list(receipts)))
     lags_ms = sorted(
-        (arrived - committed[event_id]) * 1000
+        (arrived - times[event_id][0]) * 1000
         for event_id, arrived in receipts.items()
-        if event_id in committed
+        if event_id in times
+    )
+    # The lag in two: the wait for the relay to claim the event (its wake-up, coalescing
+    # pause, the round before), and from the claim to the consumer (the publish, the
+    # broker's confirm and delivery, the consumer's process).
+    until_claim_ms = sorted(
+        (claimed - committed) * 1000 for committed, claimed in times.values() if claimed is not None
+    )
+    after_claim_ms = sorted(
+        (arrived - claimed) * 1000
+        for event_id, arrived in receipts.items()
+        if event_id in times and (claimed := times[event_id][1]) is not None
     )
     return {
         "rate": rate,
@@ -174,6 +190,10 @@ def measure_lag(
         "p50_ms": round(percentile(lags_ms, 50), 2),
         "p99_ms": round(percentile(lags_ms, 99), 2),
         "max_ms": round(lags_ms[-1], 2) if lags_ms else float("nan"),
+        "until_claim_p50_ms": round(percentile(until_claim_ms, 50), 2),
+        "until_claim_p99_ms": round(percentile(until_claim_ms, 99), 2),
+        "after_claim_p50_ms": round(percentile(after_claim_ms, 50), 2),
+        "after_claim_p99_ms": round(percentile(after_claim_ms, 99), 2),
     }
 
 

@@ -99,10 +99,13 @@ def _reject_with_channel(channel: aiormq.Channel, futures: list[asyncio.Future[A
         for future in futures:
             if not future.done():
                 future.set_exception(error)
-                future.exception()  # retrieved: a relay cut off never reads it
 
-    def one_done(_: asyncio.Future[Any]) -> None:
+    def one_done(future: asyncio.Future[Any]) -> None:
         nonlocal open_count
+        if not future.cancelled():
+            # Retrieved, as aiormq does for its own futures: a relay cut off mid-batch never
+            # reads a nack or a rejection, and asyncio would log it as never retrieved.
+            future.exception()
         open_count -= 1
         if open_count == 0 and not closed.done():
             closed.set_result(None)  # out of the channel's store
