@@ -180,75 +180,67 @@ async def test_the_relay_of_the_same_process_is_woken_directly(
     assert not notified.is_set()
 
 
-async def test_at_a_light_load_an_event_does_not_wait_for_the_coalescing_pause(
-    placer: PlaceOrders, consumer: EventConsumer, start_relay: StartRelay, config: Config
-) -> None:
-    slow_to_gather = replace(
-        config,
-        relay_coalesce_ms=1000,
-        outbox_poll_interval=60,
-        database_url=UNREACHABLE_DATABASE,  # no LISTEN: only wake() sets it going
+async def relay_woken_by_hand(
+    start_relay: StartRelay, config: Config, coalesce_ms: int
+) -> OutboxRelay:
+    """A running relay, idle, that starts a round only when wake() is called (no LISTEN,
+    a poll a minute), with a coalescing pause of `coalesce_ms`."""
+    relay = await start_relay(
+        relay_config=replace(
+            config,
+            relay_coalesce_ms=coalesce_ms,
+            outbox_poll_interval=60,
+            database_url=UNREACHABLE_DATABASE,  # no LISTEN: only wake() sets it going
+        )
     )
-    relay = await start_relay(relay_config=slow_to_gather)
     async with asyncio.timeout(10):
         await relay.idle.wait()
-    relay.wake()  # a round that finds nothing (whatever the first found): not busy now
+    return relay
+
+
+async def round_of(
+    relay: OutboxRelay, placer: PlaceOrders, consumer: EventConsumer, events: int
+) -> None:
+    """One round of the relay that publishes `events` events (0: a round that finds none)."""
+    orders = await placer(events) if events else []
+    relay.wake()
+    await consumer.wait_for([o.event_id for o in orders], timeout=5)
     async with asyncio.timeout(10):
         await relay.idle.wait()
 
+
+async def seconds_to_publish_one(
+    relay: OutboxRelay, placer: PlaceOrders, consumer: EventConsumer
+) -> float:
     [order] = await placer()
     relay.wake()
     [got] = await consumer.wait_for([order.event_id], timeout=5)
-    assert got.received_at - order.committed_at < 0.5
+    return got.received_at - order.committed_at
+
+
+async def test_at_a_light_load_an_event_does_not_wait_for_the_coalescing_pause(
+    placer: PlaceOrders, consumer: EventConsumer, start_relay: StartRelay, config: Config
+) -> None:
+    relay = await relay_woken_by_hand(start_relay, config, coalesce_ms=1000)
+    await round_of(relay, placer, consumer, 0)  # whatever the first round found: not busy
+    assert await seconds_to_publish_one(relay, placer, consumer) < 0.5
 
 
 async def test_after_a_round_of_a_few_events_the_next_one_does_not_wait_for_the_pause(
     placer: PlaceOrders, consumer: EventConsumer, start_relay: StartRelay, config: Config
 ) -> None:
-    # A few hundred orders a second give rounds of two or three events: not behind.
-    slow_to_gather = replace(
-        config,
-        relay_coalesce_ms=1000,
-        outbox_poll_interval=60,
-        database_url=UNREACHABLE_DATABASE,  # no LISTEN: only wake() sets it going
-    )
-    relay = await start_relay(relay_config=slow_to_gather)
-    async with asyncio.timeout(10):
-        await relay.idle.wait()
-    few = await placer(COALESCE_AFTER - 1)
-    relay.wake()
-    await consumer.wait_for([o.event_id for o in few], timeout=5)
-    async with asyncio.timeout(10):
-        await relay.idle.wait()
-
-    [order] = await placer()
-    relay.wake()
-    [got] = await consumer.wait_for([order.event_id], timeout=5)
-    assert got.received_at - order.committed_at < 0.5
+    # A few hundred orders a second give rounds of a few events: not behind.
+    relay = await relay_woken_by_hand(start_relay, config, coalesce_ms=1000)
+    await round_of(relay, placer, consumer, COALESCE_AFTER - 1)
+    assert await seconds_to_publish_one(relay, placer, consumer) < 0.5
 
 
 async def test_after_a_round_of_many_events_the_next_one_waits_for_the_pause(
     placer: PlaceOrders, consumer: EventConsumer, start_relay: StartRelay, config: Config
 ) -> None:
-    slow_to_gather = replace(
-        config,
-        relay_coalesce_ms=700,
-        outbox_poll_interval=60,
-        database_url=UNREACHABLE_DATABASE,
-    )
-    relay = await start_relay(relay_config=slow_to_gather)
-    async with asyncio.timeout(10):
-        await relay.idle.wait()
-    many = await placer(COALESCE_AFTER)
-    relay.wake()
-    await consumer.wait_for([o.event_id for o in many], timeout=5)
-    async with asyncio.timeout(10):
-        await relay.idle.wait()
-
-    [order] = await placer()
-    relay.wake()
-    [got] = await consumer.wait_for([order.event_id], timeout=5)
-    assert got.received_at - order.committed_at >= 0.7
+    relay = await relay_woken_by_hand(start_relay, config, coalesce_ms=700)
+    await round_of(relay, placer, consumer, COALESCE_AFTER)
+    assert await seconds_to_publish_one(relay, placer, consumer) >= 0.7
 
 
 async def test_a_backlog_goes_out_oldest_first_in_several_batches(
