@@ -136,11 +136,14 @@ class ServiceProcess:
         return await self.wait(timeout)
 
     async def kill(self) -> None:
-        """SIGKILL to the process and every worker it forked."""
-        if self.process is not None and self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            await self.wait(10)
+        """SIGKILL to the process and every worker it forked (to its process group, so also
+        to workers left behind by a process that has exited); then its output is read to
+        the end, so no pipe outlives the test's event loop."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        await self.wait(10)
 
     def output(self) -> str:
         return "\n".join(self.lines[-60:])
