@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import orjson
 import pytest
 from cloudevents.core.exceptions import CloudEventValidationError
+from cloudevents.core.v1.event import CloudEvent
 
 from events.envelope import (
     CONTENT_TYPE,
@@ -18,6 +19,7 @@ from events.envelope import (
     order_created_event,
     parse_envelope,
     stored_envelope_headers,
+    structured_envelope,
 )
 
 CREATED_AT = datetime(2026, 11, 23, 13, 0, 0, 123456, tzinfo=UTC)
@@ -125,3 +127,27 @@ def test_event_ids_are_random_uuids_in_their_canonical_text() -> None:
         assert parsed.variant == uuid.RFC_4122
     # Every variant digit turns up: the two bits are set, the other two stay random.
     assert {text[19] for text in ids} == set("89ab")
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"family": "me_order", "order_id": "4f1c2a9b8e7d6c5b4a392817"},
+        {"created_at": CREATED_AT.replace(microsecond=0)},
+        {"created_at": CREATED_AT.astimezone(timezone(timedelta(hours=-5, minutes=-30)))},
+        {"source": "https://orders.example.com/eu", "metadata": None},
+    ],
+)
+def test_the_envelope_is_the_one_the_sdk_builds(changes: dict[str, object]) -> None:
+    event = build(**changes)
+    payload = event["payload"]
+    assert isinstance(payload, dict)
+    attributes = {k: v for k, v in payload.items() if k != "data"}
+    attributes["time"] = datetime.fromisoformat(str(attributes["time"]))
+    assert structured_envelope(CloudEvent(attributes, payload["data"])) == payload
+
+
+def test_an_empty_subject_is_refused() -> None:
+    with pytest.raises(CloudEventValidationError):
+        build(order_id="")
