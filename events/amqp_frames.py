@@ -196,12 +196,21 @@ def _string_table(table: Any) -> bytes:
         raise _NotPlain
     parts: list[bytes] = []
     for key, value in sorted(table.items()):
-        if type(key) is not str or type(value) is not str:
+        if type(value) is not str:
             raise _NotPlain
-        encoded_key = key.encode()
-        if len(encoded_key) > _TABLE_KEY_MAX:
-            raise _NotPlain  # pamqp truncates it, with a warning
         encoded = value.encode()
-        parts += (bytes((len(encoded_key),)), encoded_key, b"S", _LONG.pack(len(encoded)), encoded)
+        parts += (_table_key(key), _LONG.pack(len(encoded)), encoded)
     content = b"".join(parts)
     return _LONG.pack(len(content)) + content
+
+
+@lru_cache(maxsize=256)
+def _table_key(key: Any) -> bytes:
+    """A header table's key with its length in front and the long-string type after: the
+    relay's messages carry the same few keys, so each is encoded once."""
+    if type(key) is not str:
+        raise _NotPlain
+    encoded_key = key.encode()
+    if len(encoded_key) > _TABLE_KEY_MAX:
+        raise _NotPlain  # pamqp truncates it, with a warning
+    return bytes((len(encoded_key),)) + encoded_key + b"S"
