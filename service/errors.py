@@ -11,6 +11,8 @@ FieldErrors = Mapping[str, Sequence[str]]
 class ApiError(Exception):
     status = 400
     code = "bad_request"
+    # The answer closes the connection: what is left of the request cannot be read.
+    closes_connection = False
 
     def __init__(
         self,
@@ -85,11 +87,21 @@ class RequestTimeout(ApiError):
 
     status = 408
     code = "request_timeout"
+    closes_connection = True
 
     @classmethod
     def after(cls, seconds: float) -> RequestTimeout:
         """The 408 for a body not complete within `seconds` (BODY_READ_TIMEOUT)."""
         return cls(f"The request body did not arrive within {seconds:g} s")
+
+
+class UnreadableBody(BadRequest):
+    """The body cannot be read to its end (not valid for its Content-Encoding, broken
+    chunked framing). The connection is closed with the answer: to keep it, aiohttp would
+    read the rest of the body and meet the same error again, logged as an unhandled
+    exception with its traceback."""
+
+    closes_connection = True
 
 
 class ValidationFailed(ApiError):

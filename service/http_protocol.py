@@ -9,11 +9,12 @@ operator on call."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import structlog
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
 from service.errors import ApiError
 from service.middleware import REQUEST_ID_HEADER, SERVER_NAME, new_request_id, render_error
@@ -73,6 +74,15 @@ class JsonErrorRequestHandler(RequestHandler):
         response.headers[hdrs.SERVER] = SERVER_NAME
         response.force_close()
         return response
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        # After an answer, aiohttp reads what is left of the body to keep the connection.
+        # A body broken for its Content-Encoding or chunked framing was answered with a 400
+        # already (logged on its access line); meeting the error again is no fault here.
+        if isinstance(kw.get("exc_info"), RequestPayloadError):
+            log.debug("request_body_unreadable_after_answer", error=str(kw["exc_info"]))
+            return
+        super().log_exception(*args, **kw)
 
 
 class JsonErrorServer(web.Server):

@@ -28,6 +28,7 @@ from service.errors import (
     PayloadTooLarge,
     RequestTimeout,
     ServiceUnavailable,
+    UnreadableBody,
 )
 from service.request_metrics import observe_request
 from service.state import CONFIG, MERCHANT_CODE, ORDER_ID
@@ -122,7 +123,7 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
             response = await handler(request)
     except ApiError as exc:
         response = render_error(request, exc, request_id)
-        if isinstance(exc, RequestTimeout):
+        if exc.closes_connection:
             response.force_close()
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -223,11 +224,11 @@ async def read_body(request: web.Request) -> bytes:
         # The C parser hands the decoding error on wrapped in a RequestPayloadError, which
         # also stands for a body that breaks its framing (a bad chunk).
         if isinstance(exc, ContentEncodingError) or isinstance(exc.__cause__, ContentEncodingError):
-            raise BadRequest(
+            raise UnreadableBody(
                 "The request body is not valid for its Content-Encoding",
                 code="invalid_content_encoding",
             ) from None
-        raise BadRequest("The request body could not be read as sent", code="bad_request") from None
+        raise UnreadableBody("The request body could not be read as sent") from None
 
 
 def parse_json_object(request: web.Request, body: bytes) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import asyncio
 import orjson
 import pytest
 
+from tests.faults.harness import INITIALS_PATH, initials_body, signed
 from tests.operations.conftest import Launch
 
 SECRET = b"eyJhbGciOiJIUzI1NiJ9.secret-claims"
@@ -80,3 +81,26 @@ async def test_answers_name_the_service_not_its_versions(launch: Launch) -> None
         _, found, _ = await exchange(port, raw)
         assert found["server"] == "order-service"
     assert await service.stop() == 0
+
+
+@pytest.mark.parametrize("encoding", [b"gzip", b"deflate", b"br", b"zstd"])
+async def test_a_body_not_in_its_content_encoding_logs_no_traceback(
+    launch: Launch, encoding: bytes
+) -> None:
+    # aiohttp keeps the decoding error and, reading the rest of the body after the answer
+    # to keep the connection, raised it again: an error-level traceback per request.
+    service = await launch("serve", "--workers", "1")
+    port = await service.serving_port()
+    raw = initials_body()
+    lines = [b"POST " + INITIALS_PATH.encode() + b" HTTP/1.1", b"Host: test"]
+    lines += [f"{name}: {value}".encode() for name, value in signed(raw).items()]
+    lines += [b"Content-Encoding: " + encoding, b"Content-Length: %d" % len(raw)]
+    status, found, body = await exchange(port, b"\r\n".join(lines) + b"\r\n\r\n" + raw)
+
+    assert status == 400
+    assert orjson.loads(body)["error"]["code"] == "invalid_content_encoding"
+    assert found["connection"] == "close"
+    assert await service.stop() == 0
+    events = [orjson.loads(line) for line in service.lines]
+    assert [e["status"] for e in events if e["event"] == "request"] == [400]
+    assert not [e for e in events if e["level"] == "error" or "exception" in e]
