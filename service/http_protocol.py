@@ -1,9 +1,10 @@
 """Answers for requests the app never sees. A request aiohttp cannot parse (a bad header
 line, a bad chunk size, two Content-Lengths) or an error raised outside the middleware is
 answered by aiohttp itself: plain text, and a traceback logged at error level. Here they
-get the JSON error body of the merchant endpoints (the path of an unparseable request is
-not known, so no family can be picked from it) and one log line without a traceback for
-a client's mistake, so garbage from a client neither breaks a JSON client nor pages the
+get the JSON error body of the family the request line names (the parser never tells the
+path of a request it refused, so the path is read off the bytes the request starts with;
+the merchant format when none could be) and one log line without a traceback for a
+client's mistake, so garbage from a client neither breaks a JSON client nor pages the
 operator on call."""
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ from service.request_metrics import observe_request
 
 log = structlog.get_logger(__name__)
 
+
+# A request line's method and the path of its target (up to a query, a fragment or the
+# version); only what a request's first bytes on the connection can hold is looked at.
+_REQUEST_LINE = re.compile(rb"[A-Z]{1,20} (/[^ ?#\r\n]{0,200})")
 
 # The parser's reason goes up to the first colon or quote: after it, aiohttp quotes the
 # offending bytes, which can be a header's value (a Bearer token, say).
@@ -42,6 +47,19 @@ def malformed_request_error(status: int, exc: BaseException | None) -> ApiError:
 
 class JsonErrorRequestHandler(RequestHandler):
     """aiohttp's connection handler, with its error answers in the service's format."""
+
+    # The path named by the last request line this connection received at the start of
+    # a read. HTTP clients send each request from its first byte once the answer to the
+    # one before is in, so a refused request's bytes begin with its own request line;
+    # the rest of a body, read later, keeps the path of the request it belongs to.
+    request_path = ""
+
+    def data_received(self, data: bytes) -> None:
+        if data[:1].isupper():
+            found = _REQUEST_LINE.match(data)
+            if found:
+                self.request_path = found[1].decode("latin-1")
+        super().data_received(data)
 
     def handle_error(
         self,
@@ -69,7 +87,7 @@ class JsonErrorRequestHandler(RequestHandler):
         if request.writer.output_size > 0:
             # Part of an answer is out already: the connection is broken, as aiohttp says.
             raise ConnectionError("Response already started; cannot send the error")
-        response = render_error(request, error, request_id)
+        response = render_error(request, error, request_id, path=self.request_path or None)
         response.headers[REQUEST_ID_HEADER] = request_id
         response.headers[hdrs.SERVER] = SERVER_NAME
         response.force_close()

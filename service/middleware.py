@@ -79,8 +79,12 @@ def payway_error_body(error: ApiError, request_id: str) -> dict[str, Any]:
     return body
 
 
-def render_error(request: web.BaseRequest, error: ApiError, request_id: str) -> web.Response:
-    if request.path.startswith(PAYWAY_PREFIX):
+def render_error(
+    request: web.BaseRequest, error: ApiError, request_id: str, *, path: str | None = None
+) -> web.Response:
+    """The error's answer in the format of the family of `path` (the request's own path
+    unless given)."""
+    if (request.path if path is None else path).startswith(PAYWAY_PREFIX):
         body = payway_error_body(error, request_id)
     else:
         body = merchant_error_body(error, request_id)

@@ -343,7 +343,8 @@ OTHER_ERRORS = (
     "Any other error, in the same format: `405 method_not_allowed` (with `Allow`) for a "
     "method the path does not take, `404 route_not_found` for a path the API does not "
     "have, `500 internal_error` (logged, never a traceback). A request that is not valid "
-    "HTTP gets `400 malformed_http_request` in the merchant format, whatever its path."
+    "HTTP gets `400 malformed_http_request` in the format of the family its request line "
+    "names (the merchant format when not even that can be read)."
 )
 
 

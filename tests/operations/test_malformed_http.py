@@ -73,6 +73,55 @@ async def test_unparseable_request_gets_a_json_error_and_a_warning(
     assert not [line for line in service.lines if SECRET.decode() in line]
 
 
+@pytest.mark.parametrize(("tail", "reason"), MALFORMED)
+async def test_unparseable_customer_request_gets_the_flat_error(
+    launch: Launch, tail: bytes, reason: str
+) -> None:
+    service = await launch("serve", "--workers", "1")
+    port = await service.serving_port()
+    head = b"POST /external/api/v1/me/order HTTP/1.1\r\nHost: test\r\n"
+    status, found, body = await exchange(port, head + tail)
+
+    assert status == 400
+    assert found["content-type"].startswith("application/json")
+    assert orjson.loads(body) == {
+        "code": "malformed_http_request",
+        "message": f"Malformed HTTP request: {reason}",
+    }
+    assert found["x-request-id"]
+    assert await service.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("first", "then", "flat"),
+    [
+        (b"/api/v2/initials/url", b"/external/api/v1/me/order", True),
+        (b"/external/api/v1/me/order", b"/api/v2/initials/url", False),
+    ],
+)
+async def test_the_error_format_follows_each_request_on_a_kept_connection(
+    launch: Launch, first: bytes, then: bytes, flat: bool
+) -> None:
+    service = await launch("serve", "--workers", "1")
+    port = await service.serving_port()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    # Unsigned and without a token: a 401, and the connection is kept.
+    writer.write(b"POST " + first + b" HTTP/1.1\r\nHost: test\r\nContent-Length: 2\r\n\r\n{}")
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 401")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    await reader.readexactly(length)
+
+    writer.write(b"POST " + then + b" HTTP/1.1\r\nBad Header\r\n\r\n")
+    response = await reader.read()
+    writer.close()
+    error = orjson.loads(response.partition(b"\r\n\r\n")[2])
+    assert response.split(b" ", 2)[1] == b"400"
+    code = error["code"] if flat else error["error"]["code"]
+    assert code == "malformed_http_request"
+    assert await service.stop() == 0
+
+
 async def test_answers_name_the_service_not_its_versions(launch: Launch) -> None:
     service = await launch("serve", "--workers", "1")
     port = await service.serving_port()
