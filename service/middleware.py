@@ -24,6 +24,7 @@ from service.duplicate_keys import first_duplicate_key
 from service.errors import (
     ApiError,
     BadRequest,
+    ClientClosedRequest,
     NotFound,
     PayloadTooLarge,
     RequestTimeout,
@@ -38,7 +39,7 @@ error_log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Logged for a request cut off before its answer (client gone, or shutdown), as nginx does.
-CLIENT_CLOSED_REQUEST = 499
+CLIENT_CLOSED_REQUEST = ClientClosedRequest.status
 
 REQUEST_ID_HEADER = headers.REQUEST_ID
 # The codings aiohttp decodes (br and zstd through Brotli and backports.zstd): with any
@@ -224,6 +225,11 @@ async def read_body(request: web.Request) -> bytes:
             raise RequestTimeout.after(timeout) from None
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge.over(request.app[CONFIG].request_body_limit) from None
+    except OSError:
+        # The connection's reset, raised by the read: no database is involved.
+        raise ClientClosedRequest(
+            "The client closed the connection before its request body was read"
+        ) from None
     except (ContentEncodingError, RequestPayloadError) as exc:
         # The C parser hands the decoding error on wrapped in a RequestPayloadError, which
         # also stands for a body that breaks its framing (a bad chunk).

@@ -141,3 +141,26 @@ async def test_a_body_not_in_its_content_encoding_logs_no_traceback(
     events = [orjson.loads(line) for line in service.lines]
     assert [e["status"] for e in events if e["event"] == "request"] == [400]
     assert not [e for e in events if e["level"] == "error" or "exception" in e]
+
+
+@pytest.mark.parametrize("path", [INITIALS_PATH, "/external/api/v1/me/order"])
+async def test_a_client_gone_before_its_body_is_in_is_a_499_not_a_database_outage(
+    launch: Launch, customer_token: str, path: str
+) -> None:
+    # The body's read raised the connection's reset, which the middleware took for
+    # PostgreSQL's: a 503 database_unavailable, counted where operators alert.
+    service = await launch("serve", "--workers", "1")
+    port = await service.serving_port()
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n"
+    head += f"Authorization: Bearer {customer_token}\r\n\r\n"
+    writer.write(head.encode() + b'{"product"')
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+    access = await service.wait_for_event(lambda e: e["event"] == "request")
+    assert access["status"] == 499
+    assert await service.stop() == 0
+    assert not [e for e in service.events if e["event"] == "database_unavailable"]
+    assert not [e for e in service.events if e["level"] == "error" or "exception" in e]
