@@ -13,9 +13,15 @@ commit. When PostgreSQL refuses a batch for something one of its orders did (a r
 request token, an order id drawn twice, an exhausted coupon, a lost Idempotency-Key
 claim, a deadlock with another batch, a statement timeout), nothing of it was written,
 and each of its orders is written again alone: each gets its own answer, and no order is
-refused for another's fault. When the database cannot be reached, every order of the
-batch gets that error (503; nothing was written, or an Idempotency-Key retry finds what
-was).
+refused for another's fault (except after a statement timeout: when an order written alone
+times out too, the rest get that error at once rather than a statement timeout each).
+When the database cannot be reached, every order of the batch gets that error (503;
+nothing was written, or an Idempotency-Key retry finds what was).
+
+While every writer's batch has been in PostgreSQL for `standby_after` (held up: waiting
+for a row another transaction holds, most often), a standby writer takes the orders
+behind them that need none of the rows those batches lock or wait for; the others wait
+for the batch holding their row.
 
 An order has one deadline, `queue_timeout` (DB_ACQUIRE_TIMEOUT) from the moment it is
 handed over, for the wait for a writer and the writer's wait for a connection together:
@@ -30,7 +36,7 @@ then, and not written.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -87,6 +93,12 @@ class OrderWriter:
         self._standby_after = standby_after
         self._in_batch = 0
         self._held_up = asyncio.Event()
+        # The rows that batches held up in PostgreSQL lock (or wait for), one entry per such
+        # batch: the standby leaves orders needing one of them for after that batch, which
+        # would otherwise hold its batch up too, and every order behind it with no writer
+        # left. Orders left aside go back to the queue when the batch holding them ends.
+        self._held_rows: dict[int, frozenset[Hashable]] = {}
+        self._set_aside: list[_Pending] = []
         self._max_batch = max_batch
         # An order no writer holding a connection has taken within this long of being
         # handed over gets TimeoutError (a 503) and is not written, however the time went
@@ -167,7 +179,7 @@ class OrderWriter:
             batch = await self._next_batch()
             self._in_batch += 1
             held_up = (
-                loop.call_later(self._standby_after, self._check_held_up)
+                loop.call_later(self._standby_after, self._check_held_up, batch)
                 if self._standby_after is not None
                 else None
             )
@@ -178,24 +190,42 @@ class OrderWriter:
                 if held_up is not None:
                     held_up.cancel()
                 self._held_up.clear()
+                self._release_held_rows(batch)
 
     async def _stand_by(self) -> None:
         while True:
             await self._held_up.wait()
             # Once it has taken a batch it writes it, even if the writers are free again
             # by then: at most one batch more in PostgreSQL at once.
-            await self._write_guarded(await self._next_batch())
+            await self._write_guarded(await self._next_batch(avoid_held_rows=True))
 
-    def _check_held_up(self) -> None:
+    def _check_held_up(self, batch: list[_Pending]) -> None:
+        self._held_rows[id(batch)] = frozenset(row for p in batch for row in _rows_locked(p))
         if self._in_batch == self._writers and not self._held_up.is_set():
             log.warning("order_writers_held_up", seconds=self._standby_after, queued=self.queued)
             self._held_up.set()
 
-    async def _next_batch(self) -> list[_Pending]:
-        batch = [await self._queue.get()]
-        while len(batch) < self._max_batch and not self._queue.empty():
-            batch.append(self._queue.get_nowait())
+    def _release_held_rows(self, batch: list[_Pending]) -> None:
+        if self._held_rows.pop(id(batch), None) is None:
+            return
+        # Back in line, with their deadlines still running (a wait for a writer).
+        for pending in self._set_aside:
+            self._queue.put_nowait(pending)
+        self._set_aside.clear()
+
+    async def _next_batch(self, *, avoid_held_rows: bool = False) -> list[_Pending]:
+        batch: list[_Pending] = []
+        while not batch or (len(batch) < self._max_batch and not self._queue.empty()):
+            pending = self._queue.get_nowait() if batch else await self._queue.get()
+            if avoid_held_rows and self._needs_a_held_row(pending):
+                self._set_aside.append(pending)
+            else:
+                batch.append(pending)
         return batch
+
+    def _needs_a_held_row(self, pending: _Pending) -> bool:
+        rows = _rows_locked(pending)
+        return any(not held.isdisjoint(rows) for held in self._held_rows.values())
 
     async def _write_guarded(self, batch: list[_Pending]) -> None:
         try:
@@ -339,6 +369,22 @@ def _fail(future: asyncio.Future[str | None], error: BaseException) -> None:
 
 def _expire(future: asyncio.Future[str | None]) -> None:
     _fail(future, TimeoutError("no order writer with a connection took the order in time"))
+
+
+def _rows_locked(pending: _Pending) -> tuple[Hashable, ...]:
+    """The rows besides its own that an order's statement may wait for: its coupon's, its
+    customer's (as in _lock_order), and the replay-protection index entry of its request
+    token (a replay waits for the first's transaction)."""
+    row = pending.args[ROW]
+    merchant = row["merchant_id"]
+    rows: list[Hashable] = []
+    if row.get("coupon_id"):
+        rows.append(("coupon", row["coupon_id"]))
+    if row.get("customer_account"):
+        rows.append(("customer", merchant, row["customer_account"]))
+    if row.get("request_token"):
+        rows.append(("request_token", merchant, row["request_token"]))
+    return tuple(rows)
 
 
 def _lock_order(pending: _Pending) -> tuple[int, int, str]:

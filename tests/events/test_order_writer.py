@@ -454,3 +454,29 @@ async def test_a_held_up_batch_does_not_hold_up_the_orders_behind_it(
         assert not writing.done()
     assert answered_after < standby_after + LATE_BY_AT_MOST
     assert await stored(db, [held, behind]) == {held.row["id"], behind.row["id"]}
+
+
+async def test_orders_needing_a_held_row_do_not_hold_up_the_standby(
+    pool: asyncpg.Pool, db: asyncpg.Connection, config: Config
+) -> None:
+    # Another order for the held coupon, queued with one that needs no held row: the
+    # standby writes the second at once and leaves the first for after the held batch
+    # (taken together, its batch would have waited for the same row, and no writer been
+    # left for any order behind them).
+    standby_after = 0.2
+    held, same_coupon, plain = await orders_of(db, 3, config)
+    coupon_id = await with_new_coupon(db, held)
+    same_coupon.row.update(coupon_id=coupon_id, coupon_code=held.row["coupon_code"])
+    writer = OrderWriter(
+        pool, writers=1, max_batch=32, queue_timeout=5.0, standby_after=standby_after
+    )
+    async with writer.running(), held_up_write(db, writer, held, coupon_id) as writing:
+        waiting = asyncio.create_task(writer.place_order(args_of(same_coupon)))
+        started = time.monotonic()
+        assert await asyncio.wait_for(writer.place_order(args_of(plain)), 2.0) is None
+        answered_after = time.monotonic() - started
+        assert not writing.done() and not waiting.done()
+    assert answered_after < standby_after + LATE_BY_AT_MOST
+    assert await asyncio.wait_for(waiting, 5.0) is None
+    ids = {order.row["id"] for order in (held, same_coupon, plain)}
+    assert await stored(db, [held, same_coupon, plain]) == ids
