@@ -209,8 +209,9 @@ BODY_TIMEOUT_MESSAGE = RequestTimeout.after(Config().body_read_timeout).message
 MERCHANT_ERRORS: dict[int, str] = {
     400: "The body is not JSON (`json_parser_error`) or not `application/json` "
     "(`invalid_content_type_error`), is not valid for its Content-Encoding "
-    "(`invalid_content_encoding`), or the Idempotency-Key is not 1 to 255 printable "
-    "characters (`invalid_idempotency_key`).",
+    "(`invalid_content_encoding`) or cannot be read as sent (`bad_request`: broken "
+    "chunked framing; both close the connection), or the Idempotency-Key is not 1 to 255 "
+    "printable characters (`invalid_idempotency_key`).",
     401: "Authentication failed: `missing_authentication`, `duplicate_authentication_header`, "
     "`invalid_x_date`, `request_expired`, `unknown_public_key`, `revoked_public_key`, "
     "`invalid_signature`.",
@@ -232,8 +233,8 @@ MERCHANT_ERRORS: dict[int, str] = {
 
 PAYWAY_ERRORS: dict[int, str] = {
     400: "`invalid_parameter` (with `field`), `unknown_parameter`, `json_parser_error`, "
-    "`invalid_content_type_error`, `invalid_content_encoding`, `invalid_idempotency_key` or "
-    "`idempotency_key_reused`.",
+    "`invalid_content_type_error`, `invalid_content_encoding`, `bad_request` (broken "
+    "chunked framing), `invalid_idempotency_key` or `idempotency_key_reused`.",
     401: "`unauthorized`: the Bearer token is missing, malformed, expired, badly signed or "
     "for an unknown merchant, or the Authorization header was sent more than once.",
     403: f"`insufficient_scope`: the token does not grant `{ORDER_WRITE_SCOPE}`. (A "

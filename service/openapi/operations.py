@@ -293,7 +293,26 @@ GET_ORDER = Operation(
         ],
         "responses": {
             "200": _ok("The order.", OrderResponseSchema),
-            **merchant_errors(401, 408, 413, 415, 503),
+            **merchant_errors(
+                400,
+                401,
+                408,
+                413,
+                415,
+                503,
+                described={
+                    400: "A body sent with the GET (it is read: the signature covers it) is "
+                    "not valid for its Content-Encoding (`invalid_content_encoding`) or "
+                    "cannot be read as sent (`bad_request`); the connection is closed.",
+                },
+                examples={
+                    400: (
+                        "invalid_content_encoding",
+                        "The request body is not valid for its Content-Encoding",
+                        {},
+                    )
+                },
+            ),
             # Its own 404: no product or buyer is looked up on a read.
             "404": merchant_error(
                 404,

@@ -257,9 +257,10 @@ async def test_docs_assets_serve_only_the_pages_files(client: Any) -> None:
         assert (await missing.json())["error"]["code"] == "route_not_found"
 
 
-def test_every_order_operation_documents_an_unsupported_content_encoding() -> None:
+def test_every_order_operation_documents_the_answers_of_reading_its_body() -> None:
     # Each of them reads its body through read_body, which answers 415 for a coding it
-    # cannot decode (tests/contract/test_hostile_input.py).
+    # cannot decode and 400 for a body it cannot decode or read as sent
+    # (tests/contract/test_hostile_input.py).
     paths = build_openapi()["paths"]
     for path, method in [
         ("/api/v2/initials/url", "post"),
@@ -267,8 +268,10 @@ def test_every_order_operation_documents_an_unsupported_content_encoding() -> No
         ("/api/v3/orders/{orderId}", "get"),
         ("/external/api/v1/me/order", "post"),
     ]:
-        response = paths[path][method]["responses"]["415"]
-        assert "unsupported_content_encoding" in response["description"], (path, method)
+        responses = paths[path][method]["responses"]
+        assert "unsupported_content_encoding" in responses["415"]["description"], path
+        for code in ("invalid_content_encoding", "bad_request"):
+            assert code in responses["400"]["description"], (path, code)
 
 
 def test_error_examples_name_fields_of_their_own_operation() -> None:
