@@ -59,7 +59,20 @@ class JsonErrorRequestHandler(RequestHandler):
             found = _REQUEST_LINE.match(data)
             if found:
                 self.request_path = found[1].decode("latin-1")
+        # The request whose handler may be reading its body, and the requests queued:
+        # aiohttp's own attributes, read defensively (without them the body's read waits
+        # for BODY_READ_TIMEOUT, as in plain aiohttp).
+        reading: web.BaseRequest | None = getattr(self, "_current_request", None)
+        queued = getattr(self, "_messages", ())
+        before = len(queued)
         super().data_received(data)
+        if reading is not None and len(queued) > before and not reading.content.is_eof():
+            # A message parsed while this body is unfinished can only be the parser's
+            # error (a broken chunk line, say): it drops the body it was filling without
+            # telling its reader, which would wait for the rest until BODY_READ_TIMEOUT.
+            reading.content.set_exception(
+                RequestPayloadError("the request body's framing is broken")
+            )
 
     def handle_error(
         self,

@@ -164,3 +164,28 @@ async def test_a_client_gone_before_its_body_is_in_is_a_499_not_a_database_outag
     assert await service.stop() == 0
     assert not [e for e in service.events if e["event"] == "database_unavailable"]
     assert not [e for e in service.events if e["level"] == "error" or "exception" in e]
+
+
+async def test_chunked_framing_broken_mid_body_is_a_400_at_once(launch: Launch) -> None:
+    # aiohttp's parser drops the body it was filling when a later chunk line is broken,
+    # without telling the handler, which waited for BODY_READ_TIMEOUT (a 408 after 30 s).
+    service = await launch("serve", "--workers", "1", BODY_READ_TIMEOUT="60")
+    port = await service.serving_port()
+    raw = initials_body()
+    lines = [b"POST " + INITIALS_PATH.encode() + b" HTTP/1.1", b"Host: test"]
+    lines += [f"{name}: {value}".encode() for name, value in signed(raw).items()]
+    lines += [b"Transfer-Encoding: chunked", b"Expect: 100-continue"]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"\r\n".join(lines) + b"\r\n\r\n")
+    # The interim answer comes once the handler reads the body: what follows is mid-body.
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 100")
+    writer.write(b"%x\r\n%s\r\nZZ\r\n" % (len(raw) - 1, raw[:-1]))
+    async with asyncio.timeout(10):
+        response = await reader.read()
+    writer.close()
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == b"400"
+    assert b"connection: close" in head.lower()
+    assert orjson.loads(body)["error"]["code"] == "bad_request"
+    assert await service.stop() == 0
+    assert not [e for e in service.events if e["level"] == "error" or "exception" in e]
