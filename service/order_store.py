@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from service.db import DATABASE_DOWN
-from service.errors import Conflict, ValidationFailed
+from service.errors import Conflict, ServiceUnavailable, ValidationFailed
 from service.idempotency import IdempotencyClaim
 from service.order_writer import OrderWriter
 from service.sql import queries
@@ -130,6 +130,16 @@ async def write_order(
                     fields={"coupon": ["coupon has reached its redemption limit"]},
                 ) from None
             raise
+        except asyncpg.TransactionRollbackError:
+            # PostgreSQL rolled the order back for a conflict with concurrent writes (a
+            # deadlock it lost as often as the writer tries again): nothing was written,
+            # and the same request sent again can succeed.
+            raise ServiceUnavailable(
+                "The order conflicted with concurrent writes and was rolled back; nothing "
+                "was written, send it again",
+                code="database_conflict",
+                headers={"Retry-After": "1"},
+            ) from None
     raise RuntimeError("could not draw a free order id")
 
 

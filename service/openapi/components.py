@@ -228,7 +228,9 @@ MERCHANT_ERRORS: dict[int, str] = {
     422: "Invalid headers (`invalid_headers`) or fields (`validation_error`, every bad field "
     "by its path), a rule of the catalog (`coupon_expired`, `coupon_exhausted`, "
     "`price_not_available`, ...), or `idempotency_key_reused`.",
-    503: "The database is unreachable (`database_unavailable`); retry after `Retry-After`.",
+    503: "The database is unreachable (`database_unavailable`), or rolled the order back "
+    "for a conflict with concurrent writes (`database_conflict`, order operations); "
+    "nothing was written: retry after `Retry-After`.",
 }
 
 PAYWAY_ERRORS: dict[int, str] = {
@@ -245,7 +247,9 @@ PAYWAY_ERRORS: dict[int, str] = {
     413: "The body is larger than `REQUEST_BODY_LIMIT` (64 KiB by default; "
     "`payload_too_large`, the message names the limit).",
     415: UNSUPPORTED_ENCODING,
-    503: "The database is unreachable (`database_unavailable`); retry after `Retry-After`.",
+    503: "The database is unreachable (`database_unavailable`), or rolled the order back "
+    "for a conflict with concurrent writes (`database_conflict`, order operations); "
+    "nothing was written: retry after `Retry-After`.",
 }
 
 

@@ -20,7 +20,8 @@ from prometheus_client import REGISTRY
 
 from service.config import Config
 from service.db import create_pool
-from service.order_store import PreparedOrder
+from service.errors import ServiceUnavailable
+from service.order_store import PreparedOrder, write_order
 from service.order_writer import OrderWriter, PlaceOrderArgs
 from tests.events.conftest import prepared_order
 from tests.support.locks import until_lock_waits
@@ -480,3 +481,41 @@ async def test_orders_needing_a_held_row_do_not_hold_up_the_standby(
     assert await asyncio.wait_for(waiting, 5.0) is None
     ids = {order.row["id"] for order in (held, same_coupon, plain)}
     assert await stored(db, [held, same_coupon, plain]) == ids
+
+
+async def test_an_order_postgresql_rolls_back_for_a_deadlock_is_a_503_not_a_500(
+    pool: asyncpg.Pool, db: asyncpg.Connection, config: Config
+) -> None:
+    # A real deadlock: the order holds its coupon's row and waits for a replay's
+    # uncommitted token (held here), while this transaction then asks for the coupon.
+    order, replay = await orders_of(db, 2, config)
+    coupon_id = await with_new_coupon(db, order)
+    token = f"tok-{uuid.uuid4().hex}"
+    order.row["request_token"] = replay.row["request_token"] = token
+    alone = OrderWriter(pool, writers=0, max_batch=1, queue_timeout=5.0)  # not running
+    async with pool.acquire() as other:
+        replay_written = other.transaction()
+        await replay_written.start()
+        try:
+            await other.fetchval(
+                "SELECT place_order($1::jsonb, $2::jsonb, $3::jsonb, NULL, NULL, NULL, NULL, NULL)",
+                replay.row,
+                replay.items,
+                replay.event,
+            )
+            writing = asyncio.create_task(
+                write_order(alone, lambda _: order, lambda: order.row["id"])
+            )
+            await until_lock_waits(db, 1)
+            # PostgreSQL's check finds the cycle from the order's side first (it waited
+            # first): the order is the one rolled back.
+            await other.execute(
+                "UPDATE coupons SET times_redeemed = times_redeemed WHERE id = $1", coupon_id
+            )
+            with pytest.raises(ServiceUnavailable) as refused:
+                await writing
+        finally:
+            await replay_written.rollback()
+    assert refused.value.code == "database_conflict"
+    assert refused.value.headers == {"Retry-After": "1"}
+    assert await stored(db, [order]) == set()
