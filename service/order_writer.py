@@ -13,8 +13,9 @@ commit. When PostgreSQL refuses a batch for something one of its orders did (a r
 request token, an order id drawn twice, an exhausted coupon, a lost Idempotency-Key
 claim, a deadlock with another batch, a statement timeout), nothing of it was written,
 and each of its orders is written again alone: each gets its own answer, and no order is
-refused for another's fault (except after a statement timeout: when an order written alone
-times out too, the rest get that error at once rather than a statement timeout each).
+refused for another's fault, with one exception: when an order written alone times out
+too, the orders needing the rows it waited for (its coupon, say) get that error at once
+rather than a statement timeout each, and after a second timeout all the rest do.
 When the database cannot be reached, every order of the batch gets that error (503;
 nothing was written, or an Idempotency-Key retry finds what was).
 
@@ -293,18 +294,28 @@ class OrderWriter:
     ) -> None:
         ORDER_BATCHES_WRITTEN_ALONE.inc()
         log.info("order_batch_written_alone", orders=len(batch), error=repr(refused))
-        for n, pending in enumerate(batch):
+        # Rows an order timed out waiting for (most likely): the orders needing one of them
+        # get that answer at once rather than a statement timeout each. A second timeout,
+        # or one of an order needing no such row, is a database too slow for any order:
+        # the rest get it at once.
+        waited_for: set[Hashable] = set()
+        timed_out: asyncpg.QueryCanceledError | None = None
+        gave_up = False
+        for pending in batch:
             if pending.result.done():
                 # Its request is gone (cut off at shutdown): not written after all.
+                continue
+            rows = _rows_locked(pending)
+            if timed_out is not None and (gave_up or not waited_for.isdisjoint(rows)):
+                _fail(pending.result, timed_out)
                 continue
             try:
                 await _write_alone(conn, pending)
             except asyncpg.QueryCanceledError as exc:
-                # This order timed out too. Going on could cost each of the rest a whole
-                # statement timeout more (a database too busy for any): they get it now.
-                for rest in batch[n:]:
-                    _fail(rest.result, exc)
-                return
+                _fail(pending.result, exc)
+                gave_up = timed_out is not None or not rows
+                timed_out = exc
+                waited_for.update(rows)
 
 
 async def _write_alone(conn: asyncpg.Connection, pending: _Pending) -> None:

@@ -165,31 +165,60 @@ async def test_one_refused_order_fails_none_of_the_others(
     assert (REGISTRY.get_sample_value(ALONE_BATCHES) or 0.0) == alone_before + 1
 
 
+# The statement timeout of the tests whose orders wait it out.
+STATEMENT_TIMEOUT = 1.0
+
+
+async def write_at_once_with_coupons_held(
+    db: asyncpg.Connection, config: Config, orders: list[PreparedOrder], held: list[int]
+) -> tuple[list[Any], float]:
+    """write_at_once() of `orders` while these coupons' rows are held here, with a pool
+    of STATEMENT_TIMEOUT: each order's answer, and the seconds it all took."""
+    timeout_ms = int(STATEMENT_TIMEOUT * 1000)
+    pool = await create_pool(replace(config, db_statement_timeout_ms=timeout_ms))
+    try:
+        async with db.transaction():
+            await db.execute("SELECT 1 FROM coupons WHERE id = ANY($1::bigint[]) FOR UPDATE", held)
+            started = time.monotonic()
+            results = await write_at_once(pool, orders)
+            return results, time.monotonic() - started
+    finally:
+        await pool.close()
+
+
 async def test_orders_waiting_out_the_statement_timeout_fail_alone(
     db: asyncpg.Connection, config: Config
 ) -> None:
     # Two orders of the batch count a coupon whose row another transaction holds: the
     # batch's statement times out; the others are written alone; the first of the two
     # times out again, and the second gets that answer at once rather than one more wait.
-    timeout = 1.0
+    # The order of another coupon, written after them (lock order), is written.
     orders = await orders_of(db, 4, config)
     coupon_id = await with_new_coupon(db, orders[1])
     orders[3].row.update(coupon_id=coupon_id, coupon_code=orders[1].row["coupon_code"])
-    pool = await create_pool(replace(config, db_statement_timeout_ms=int(timeout * 1000)))
-    try:
-        async with db.transaction():
-            await db.execute("SELECT 1 FROM coupons WHERE id = $1 FOR UPDATE", coupon_id)
-            started = time.monotonic()
-            results = await write_at_once(pool, orders)
-            elapsed = time.monotonic() - started
-    finally:
-        await pool.close()
+    assert await with_new_coupon(db, orders[2]) > coupon_id
+    results, elapsed = await write_at_once_with_coupons_held(db, config, orders, [coupon_id])
     assert results[0] is None and results[2] is None
     assert isinstance(results[1], asyncpg.QueryCanceledError)
     assert isinstance(results[3], asyncpg.QueryCanceledError)
     assert await stored(db, orders) == {orders[0].row["id"], orders[2].row["id"]}
     # The batch's timeout and one order's, not a third.
-    assert 2 * timeout <= elapsed < 2.7 * timeout, elapsed
+    assert 2 * STATEMENT_TIMEOUT <= elapsed < 2.7 * STATEMENT_TIMEOUT, elapsed
+
+
+async def test_a_second_timeout_alone_fails_the_rest_at_once(
+    db: asyncpg.Connection, config: Config
+) -> None:
+    # Two coupons held: after the second order times out too, the database counts as
+    # too slow for any, and the last order is not tried.
+    orders = await orders_of(db, 3, config)
+    coupon_ids = [await with_new_coupon(db, order) for order in orders]
+    assert coupon_ids == sorted(coupon_ids)
+    results, elapsed = await write_at_once_with_coupons_held(db, config, orders, coupon_ids[:2])
+    assert all(isinstance(result, asyncpg.QueryCanceledError) for result in results)
+    assert await stored(db, orders) == set()
+    # The batch's timeout and two orders', not a fourth.
+    assert 3 * STATEMENT_TIMEOUT <= elapsed < 3.7 * STATEMENT_TIMEOUT, elapsed
 
 
 async def test_a_stored_idempotent_response_keeps_its_key_order_in_a_batch(
