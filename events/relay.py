@@ -25,7 +25,10 @@ Wake-ups: wake() from an order committed in this process, PostgreSQL NOTIFY 'out
 from other processes (events/outbox_wakeup.py), and a poll every OUTBOX_POLL_INTERVAL
 seconds in case a wake-up is missed. While RabbitMQ is
 unreachable the relay waits for the Broker (which reconnects with capped exponential
-backoff); other failures (nacks, confirm timeouts, database errors) back off the same way.
+backoff); other failures (confirm timeouts, database errors) back off the same way. A
+message the broker nacks (a queue bound for it is full and refuses more, say) may still
+have reached other queues: its row is deferred alone, as an unroutable one is, so those
+queues get a copy per deferral, not one per round.
 """
 
 from __future__ import annotations
@@ -118,6 +121,7 @@ class BatchResult:
     unroutable: int = 0
     failed: int = 0
     invalid: int = 0  # of the failed: rows whose envelope cannot be sent at all
+    refused: int = 0  # of the failed: messages the broker nacked
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +130,12 @@ class Outcome:
     error: str | None = None
     unroutable: bool = False
     invalid: bool = False
+    refused: bool = False
+
+    @property
+    def deferred(self) -> bool:
+        """Due again only after a wait of its own (outbox.next_attempt_at)."""
+        return self.unroutable or self.invalid or self.refused
 
 
 class OutboxRelay:
@@ -294,11 +304,12 @@ class OutboxRelay:
                 log.warning("relay_batch_failed", error=describe(exc))
                 return DrainOutcome.FAILED
             # Back off when the broker failed us, or when nothing in a batch could be sent
-            # (with no queue bound at all, every event comes back). Unroutable rows and
-            # invalid envelopes are also deferred row by row, so they hold nothing else
-            # back and are not claimed again at once.
+            # (with no queue bound at all, every event comes back). Unroutable rows,
+            # refused messages and invalid envelopes are also deferred row by row, so they
+            # hold nothing else back and are not claimed again at once.
             self._busy = result.claimed >= COALESCE_AFTER
-            if result.failed > result.invalid or (result.claimed and not result.published):
+            deferred_failures = result.invalid + result.refused
+            if result.failed > deferred_failures or (result.claimed and not result.published):
                 return DrainOutcome.FAILED
             if result.claimed < self.batch_size:
                 return DrainOutcome.IDLE
@@ -364,6 +375,14 @@ class OutboxRelay:
         if isinstance(result, DeliveredMessage):
             reason = f"unroutable: no queue bound for routing key {row['routing_key']!r}"
             return Outcome(sent=False, error=reason, unroutable=True)
+        if isinstance(result, aiormq.exceptions.DeliveryError) and isinstance(
+            result.frame, aiormq.spec.Basic.Nack
+        ):
+            # A queue bound for it refused it (full, with x-overflow reject-publish, say);
+            # other queues may hold it all the same, so sending it again at once, round
+            # after round, would flood them with copies.
+            reason = "refused by the broker (Basic.Nack): a queue bound for it is full, say"
+            return Outcome(sent=False, error=reason, refused=True)
         if isinstance(result, InvalidEnvelope):
             log.error("event_invalid", event_id=str(row["event_id"]), error=str(result))
             return Outcome(sent=False, error=describe(result), invalid=True)
@@ -379,7 +398,7 @@ class OutboxRelay:
             [row["id"] for row in rows],
             [outcome.sent for outcome in outcomes],
             [outcome.error for outcome in outcomes],
-            [outcome.unroutable or outcome.invalid for outcome in outcomes],
+            [outcome.deferred for outcome in outcomes],
             self.defer_max,
             self.defer_initial,
         )
@@ -406,7 +425,8 @@ class OutboxRelay:
             first = next(o.error for o in outcomes if not o.sent and not o.unroutable)
             log.warning("relay_publish_failed", failed=failed, claimed=len(rows), error=first)
         invalid = sum(1 for o in outcomes if o.invalid)
-        return BatchResult(len(rows), published, unroutable, failed, invalid)
+        refused = sum(1 for o in outcomes if o.refused)
+        return BatchResult(len(rows), published, unroutable, failed, invalid, refused)
 
     async def _publisher(self) -> aiormq.Channel:
         """The confirm-mode channel on the Broker's current connection, opened (and the

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import Counter
 from dataclasses import replace
 from typing import Any
 
+import aio_pika
 import asyncpg
 from prometheus_client import REGISTRY
 
@@ -114,6 +116,51 @@ async def test_event_is_delivered_exactly_as_stored_with_ce_headers(
     row = await outbox_row(db, order.event_id)
     assert row["attempts"] == 1
     assert row["last_error"] is None
+
+
+async def test_an_event_the_broker_refuses_is_deferred_alone(
+    placer: PlaceOrders,
+    consumer: EventConsumer,
+    start_relay: StartRelay,
+    db: asyncpg.Connection,
+    config: Config,
+) -> None:
+    # A queue bound for its key is full and refuses more (x-overflow reject-publish): the
+    # broker nacks the message, which other queues may hold all the same. Sent again at
+    # once, round after round, it reached those queues as often as the relay tried.
+    connection = await aio_pika.connect(config.amqp_url)
+    try:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(
+            config.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        full = await channel.declare_queue(
+            f"test_full_{uuid.uuid4().hex}",
+            exclusive=True,
+            arguments={"x-max-length": 0, "x-overflow": "reject-publish"},
+        )
+        await full.bind(exchange, "order.full")
+        [refused] = await placer()
+        await db.execute(
+            "UPDATE outbox SET routing_key = 'order.full' WHERE event_id = $1::uuid",
+            refused.event_id,
+        )
+        relay = await start_relay(run=False, defer_initial=30.0)
+        result = await relay.publish_batch()
+    finally:
+        await connection.close()
+    assert result.refused >= 1
+    row = await outbox_row(db, refused.event_id)
+    assert row["published_at"] is None
+    assert row["attempts"] == 1
+    assert row["last_error"].startswith("refused by the broker")
+    assert 25 < row["due_in"] <= 30
+    # Not sent again before it is due: it holds nothing back either.
+    await start_relay()
+    behind = await placer(2)
+    await consumer.wait_for([order.event_id for order in behind])
+    assert (await outbox_row(db, refused.event_id))["attempts"] == 1
+    await db.execute("DELETE FROM outbox WHERE event_id = $1::uuid", refused.event_id)
 
 
 async def _published(db: asyncpg.Connection, event_id: str) -> bool:
