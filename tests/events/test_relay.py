@@ -442,10 +442,6 @@ async def test_deferral_doubles_with_each_unroutable_attempt_up_to_its_cap(
         assert deferred - 5 < seconds <= deferred
 
 
-async def _published(db: asyncpg.Connection, event_id: str) -> bool:
-    return (await outbox_row(db, event_id))["published_at"] is not None
-
-
 async def test_nothing_is_claimed_or_counted_while_the_broker_is_unreachable(
     placer: PlaceOrders, start_relay: StartRelay, db: asyncpg.Connection
 ) -> None:
