@@ -39,6 +39,15 @@ async def release_claim(pool: asyncpg.Pool, claim: idempotency.IdempotencyClaim)
         task.add_done_callback(_pending.discard)
 
 
+def release_claim_soon(pool: asyncpg.Pool, claim: idempotency.IdempotencyClaim) -> None:
+    """release_claim() on its own, for a request cut off (shutdown): the request ends, and
+    is logged, now; the release goes on without it (a frozen database would otherwise hold
+    the request, unlogged, past the process's hard stop)."""
+    task = asyncio.create_task(release_claim(pool, claim), name="idempotency-release")
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
+
+
 async def _release_when_back(pool: asyncpg.Pool, claim: idempotency.IdempotencyClaim) -> None:
     loop = asyncio.get_running_loop()
     # After this long the claim counts as stale anyway and a retry takes it over.

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from service import headers, idempotency
-from service.claim_release import release_claim
+from service.claim_release import release_claim, release_claim_soon
 from service.domain.identifiers import new_order_id
 from service.errors import ApiError
 from service.metrics import ORDERS_CREATED_BY_FAMILY
@@ -76,6 +76,11 @@ async def create_order(
         prepared, reference = await write_order(
             app[ORDER_WRITER], order_plan.prepare, order_plan.new_id, claim
         )
+    except asyncio.CancelledError:
+        if claim is not None:
+            # Cut off: the key is released all the same, without holding the request up.
+            release_claim_soon(pool, claim)
+        raise
     except BaseException:
         if claim is not None:
             # Shielded: a client that hangs up must not leave the key claimed.

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import uuid
 
+import aiohttp
 import asyncpg
 import pytest
 
@@ -29,7 +31,16 @@ from service.config import Config
 from service.server import CLEANUP_GRACE_SECONDS
 from tests.conftest import AMQP_URL
 from tests.faults.conftest import Launch, report
-from tests.faults.harness import EventConsumer, Load, check_books, wait_until
+from tests.faults.harness import (
+    INITIALS_PATH,
+    EventConsumer,
+    Load,
+    check_books,
+    initials_body,
+    signed,
+    wait_until,
+)
+from tests.support.locks import until_lock_waits
 from tests.support.tcp_proxy import TcpProxy
 
 # What the process may take, past its budget, to be seen gone: the supervisor gives a
@@ -179,3 +190,45 @@ async def relay_claims(db: asyncpg.Connection, order_id: str, timeout: float) ->
             return True
         await asyncio.sleep(0.05)
     return False
+
+
+async def test_a_request_cut_off_at_the_stop_is_logged_while_its_claim_is_released(
+    launch: Launch, config: Config, db: asyncpg.Connection
+) -> None:
+    # An order with an Idempotency-Key waits for its coupon's row (held here); then
+    # PostgreSQL freezes and SIGTERM comes. The request is cut off at SHUTDOWN_TIMEOUT,
+    # and its claim's release waits for the frozen database: it used to hold the
+    # request's 499 until the hard stop, which ended the process with no line for it.
+    async with TcpProxy("127.0.0.1", 5432) as proxy:
+        service = await launch(
+            "serve",
+            "--workers",
+            "1",
+            DATABASE_URL=proxy.url_for(config.database_url),
+            SHUTDOWN_TIMEOUT="1",
+            # Without a relay polling, the claim's connection waits idle in the pool: the
+            # release's statement goes out on it and waits for the frozen database.
+            RELAY_ENABLED="false",
+        )
+        port = await service.serving_port()
+        raw = initials_body(coupon="HALFPRICE", sequence=f"cut-{uuid.uuid4().hex[:12]}")
+        headers = {**signed(raw), "Idempotency-Key": f"cut-{uuid.uuid4().hex}"}
+        async with db.transaction():
+            await db.execute("SELECT 1 FROM coupons WHERE code = 'HALFPRICE' FOR UPDATE")
+            async with aiohttp.ClientSession() as session:
+                posting = asyncio.create_task(
+                    session.post(
+                        f"http://127.0.0.1:{port}{INITIALS_PATH}", data=raw, headers=headers
+                    )
+                )
+                await until_lock_waits(db, 1)
+                proxy.freeze()
+                service.send_signal(signal.SIGTERM)
+                cut = await service.wait_for_event(
+                    lambda e: e.get("event") == "request" and e.get("status") == 499
+                )
+                with pytest.raises(aiohttp.ClientError):
+                    await posting
+        await proxy.cut()
+    assert cut["route"] == INITIALS_PATH and cut["cancelled"] is True
+    await service.wait(30)
