@@ -25,6 +25,7 @@ from service.config import redact_url
 from service.db import database_name, with_database
 from service.logs import configure_logging
 from service.migrations import migrate
+from service.outside_failures import OUTSIDE_FAILURES, describe
 from service.server import serve
 
 log = structlog.get_logger("order-service.devrun")
@@ -104,12 +105,21 @@ def main() -> int:
             return 1
         log.warning("embedded_postgres_started", dsn=redact_url(url), pgdata=str(EMBEDDED_PGDATA))
         config = replace(config, database_url=url)
-    applied = asyncio.run(migrate(config.database_url))
-    log.info("migrations_done", applied=applied)
     try:
+        applied = asyncio.run(migrate(config.database_url))
+        log.info("migrations_done", applied=applied)
         summary = asyncio.run(load_catalog_file(config.database_url, DEMO_CATALOG))
     except CatalogFileError as exc:
         log.error("demo_catalog_refused", error=str(exc))
+        return 1
+    except OUTSIDE_FAILURES as exc:
+        # As the order-service commands report it: one line, the password masked.
+        log.error(
+            "command_failed",
+            command="run",
+            error=describe(exc),
+            database=config.database_url_redacted,
+        )
         return 1
     log.info("demo_catalog_loaded", file=str(DEMO_CATALOG), **summary)
     log.info("serving", host=config.host, port=config.port)

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from service.config import Config
-from service.healthcheck import probed_ports
+from service.healthcheck import probed_host, probed_ports
 from tests.support.service_process import ServiceProcess, service_env
 
 
@@ -57,3 +57,13 @@ def test_ports_probed_follow_the_services_settings() -> None:
     assert probed_ports({}) == [8080, 8081]
     assert probed_ports({"PORT": "9000", "RELAY_HTTP_PORT": "off"}) == [9000]
     assert probed_ports({"PORT": "0", "RELAY_HTTP_PORT": " 9001 "}) == [9001]
+    # An empty value means the default, for the service and so for its check.
+    assert probed_ports({"PORT": "", "RELAY_HTTP_PORT": " "}) == [8080, 8081]
+
+
+def test_the_host_probed_is_the_one_the_service_listens_on() -> None:
+    # Every address (the default) includes the loopback one; a single address is probed.
+    for every in ({}, {"HOST": ""}, {"HOST": "0.0.0.0"}, {"HOST": "::"}):
+        assert probed_host(every) == "127.0.0.1"
+    assert probed_host({"HOST": "10.1.2.3"}) == "10.1.2.3"
+    assert probed_host({"HOST": " ::1 "}) == "[::1]"
