@@ -83,7 +83,7 @@ async def create_order(
         raise
     except BaseException:
         if claim is not None:
-            # Shielded: a client that hangs up must not leave the key claimed.
+            # Shielded: a request cut off while it releases must not leave the key claimed.
             await asyncio.shield(release_claim(pool, claim))
         raise
     app[OUTBOX_WAKEUP].order_committed()
