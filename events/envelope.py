@@ -68,17 +68,8 @@ def order_created_event(
             )
         )
     else:
-        payload = {
-            "specversion": SPEC_VERSION,
-            "id": event_id,
-            "source": event_source,
-            "type": EVENT_TYPE,
-            "subject": order_id,
-            "time": _attribute_text(created_at),
-            "datacontenttype": DATA_CONTENT_TYPE,
-            "dataschemaversion": DATA_SCHEMA_VERSION,
-            "data": data,
-        }
+        payload = _attributes(event_source, event_id, order_id, _attribute_text(created_at))
+        payload["data"] = data
     return {
         "event_id": event_id,
         "event_type": EVENT_TYPE,
@@ -87,7 +78,8 @@ def order_created_event(
     }
 
 
-def _attributes(source: str, event_id: str, subject: str, time: datetime) -> dict[str, Any]:
+def _attributes(source: str, event_id: str, subject: str, time: Any) -> dict[str, Any]:
+    """The envelope's attributes; `time` a datetime for the SDK, its text for the outbox."""
     return {
         "specversion": SPEC_VERSION,
         "id": event_id,

@@ -13,6 +13,8 @@ stored response.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any
 
 import asyncpg
 import structlog
@@ -34,16 +36,18 @@ async def release_claim(pool: asyncpg.Pool, claim: idempotency.IdempotencyClaim)
         await idempotency.release(pool, claim)
     except DATABASE_DOWN as exc:
         log.warning("idempotency_release_deferred", error=repr(exc))
-        task = asyncio.create_task(_release_when_back(pool, claim), name="idempotency-release")
-        _pending.add(task)
-        task.add_done_callback(_pending.discard)
+        _in_background(_release_when_back(pool, claim))
 
 
 def release_claim_soon(pool: asyncpg.Pool, claim: idempotency.IdempotencyClaim) -> None:
     """release_claim() on its own, for a request cut off (shutdown): the request ends, and
     is logged, now; the release goes on without it (a frozen database would otherwise hold
     the request, unlogged, past the process's hard stop)."""
-    task = asyncio.create_task(release_claim(pool, claim), name="idempotency-release")
+    _in_background(release_claim(pool, claim))
+
+
+def _in_background(release: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.create_task(release, name="idempotency-release")
     _pending.add(task)
     task.add_done_callback(_pending.discard)
 
