@@ -4,7 +4,9 @@ One round: claim the oldest unsent rows that are due with `FOR UPDATE SKIP LOCKE
 inside a transaction, publish all of them (mandatory, persistent, publisher confirms),
 wait for all the confirms together, then mark in the same transaction only the confirmed
 rows.
-The row locks are what keeps several relays (one per worker process or instance) from
+While a round waits for its confirms, a commit can start the next round (claim and send, in
+a transaction of its own that skips the rows locked by the first); at most two are in
+flight. The row locks are what keeps several relays (one per worker process or instance) from
 publishing the same row at the same time; a relay that dies after publishing but before
 its commit leaves the rows unsent, so they go out again with the same `message_id`.
 
@@ -122,6 +124,17 @@ class BatchResult:
     failed: int = 0
     invalid: int = 0  # of the failed: rows whose envelope cannot be sent at all
     refused: int = 0  # of the failed: messages the broker nacked
+
+
+@dataclass(frozen=True, slots=True)
+class SentBatch:
+    """A batch sent and awaiting its confirms; `transaction` holds its claim (the row
+    locks) and its connection until the outcomes are recorded."""
+
+    transaction: contextlib.AsyncExitStack
+    conn: asyncpg.Connection
+    rows: list[asyncpg.Record]
+    confirms: list[asyncio.Future[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,27 +307,69 @@ class OutboxRelay:
     # ---- publishing --------------------------------------------------------------------
 
     async def _drain(self) -> DrainOutcome:
-        """Publishes batches until the outbox is empty, something fails, or stop()."""
-        while not self.stopping:
-            try:
-                result = await self.publish_batch()
-            except BrokerUnavailable:
-                return DrainOutcome.BROKER_DOWN
-            except Exception as exc:  # noqa: BLE001 - any failure: keep the rows, back off
-                log.warning("relay_batch_failed", error=describe(exc))
-                return DrainOutcome.FAILED
-            # Back off when the broker failed us, or when nothing in a batch could be sent
-            # (with no queue bound at all, every event comes back). Unroutable rows,
-            # refused messages and invalid envelopes are also deferred row by row, so they
-            # hold nothing else back and are not claimed again at once.
-            self._busy = result.claimed >= COALESCE_AFTER
-            deferred_failures = result.invalid + result.refused
-            if result.failed > deferred_failures or (result.claimed and not result.published):
-                return DrainOutcome.FAILED
-            if result.claimed < self.batch_size:
-                return DrainOutcome.IDLE
-            await self._refresh_backlog_if_due()  # a long drain still reports its progress
-        return DrainOutcome.IDLE
+        """Publishes batches until the outbox is empty, something fails, or stop().
+
+        Pipelined: while one batch waits for its confirms (RabbitMQ confirms a persistent
+        message once it is on disk, several milliseconds), the next can be claimed and
+        sent, as soon as a commit wakes the relay. The two never hold the same row (the
+        claim skips locked rows) and go out on one channel, oldest first. At most two
+        batches are in flight; the drain returns only when both are settled.
+        """
+        settling: asyncio.Task[BatchResult | None] | None = None
+        try:
+            while not self.stopping:
+                self._wake.clear()
+                try:
+                    sent = await self._claim_and_send()
+                except BrokerUnavailable:
+                    return DrainOutcome.BROKER_DOWN
+                except Exception as exc:  # noqa: BLE001 - any failure: keep the rows, back off
+                    log.warning("relay_batch_failed", error=describe(exc))
+                    return DrainOutcome.FAILED
+                newest = None if sent is None else asyncio.create_task(self._settle_logged(sent))
+                previous, settling = settling, newest
+                if previous is not None and not _succeeded(await previous):
+                    return DrainOutcome.FAILED
+                if sent is None or newest is None:
+                    return DrainOutcome.IDLE
+                self._busy = len(sent.rows) >= COALESCE_AFTER
+                if len(sent.rows) >= self.batch_size:
+                    await self._refresh_backlog_if_due()  # a long drain reports its progress
+                    continue
+                # Caught up: wait for the confirms, or claim the next batch meanwhile if a
+                # commit wakes the relay first. Not when the relay is behind the commits
+                # (busy): then the commits gather while the confirms come in, and run()'s
+                # coalescing pause, so that a round per commit does not cost PostgreSQL a
+                # claim and a mark each.
+                wake_ups = (self._stopping,) if self._busy else (self._wake, self._stopping)
+                await self._first_of(newest, *wake_ups)
+                if newest.done():
+                    result, settling = newest.result(), None
+                    if not _succeeded(result):
+                        return DrainOutcome.FAILED
+                    if self._busy or not self._wake.is_set():
+                        return DrainOutcome.IDLE
+            return DrainOutcome.IDLE
+        except asyncio.CancelledError:
+            # Cancelled itself (the second cancel of running()): abandon the batch in flight
+            # too; its transaction rolls back and its rows stay unsent.
+            if settling is not None:
+                settling.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await settling
+                settling = None
+            raise
+        finally:
+            if settling is not None:
+                await settling
+
+    async def _first_of(self, task: asyncio.Task[Any], *events: asyncio.Event) -> None:
+        waits = [asyncio.ensure_future(event.wait()) for event in events]
+        try:
+            await asyncio.wait([task, *waits], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
 
     async def publish_batch(self) -> BatchResult:
         """Claims up to relay_batch_size unsent rows that are due, oldest first,
@@ -323,20 +378,44 @@ class OutboxRelay:
 
         Raises BrokerUnavailable (nothing claimed) while RabbitMQ is not connected.
         """
+        sent = await self._claim_and_send()
+        return BatchResult() if sent is None else await self._settle(sent)
+
+    async def _claim_and_send(self) -> SentBatch | None:
+        """Claims a batch in a transaction of its own and sends it; the transaction (and
+        its connection) stays open until _settle() marks the outcomes. None when nothing
+        was due."""
         channel = await self._publisher()
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with contextlib.AsyncExitStack() as stack:
+            conn = await stack.enter_async_context(self.pool.acquire())
+            await stack.enter_async_context(conn.transaction())
             rows = await conn.fetch(queries.outbox_claim_batch, self.batch_size)
             if not rows:
-                return BatchResult()
-            outcomes = await self._publish_rows(channel, rows)
-            await self._record_outcomes(conn, rows, outcomes)
-        return self._account(rows, outcomes)
+                return None
+            confirms = await self._publish_rows(channel, rows)
+            return SentBatch(stack.pop_all(), conn, rows, confirms)
+        raise AssertionError("unreachable")  # pragma: no cover - for mypy: the stack may suppress
+
+    async def _settle(self, sent: SentBatch) -> BatchResult:
+        """Waits for the batch's confirms, records each row's outcome and commits."""
+        async with sent.transaction:
+            outcomes = await self._outcomes(sent.rows, sent.confirms)
+            await self._record_outcomes(sent.conn, sent.rows, outcomes)
+        return self._account(sent.rows, outcomes)
+
+    async def _settle_logged(self, sent: SentBatch) -> BatchResult | None:
+        """_settle(), with a failure (the database's, say) logged: None."""
+        try:
+            return await self._settle(sent)
+        except Exception as exc:  # noqa: BLE001 - any failure: the rows stay unsent
+            log.warning("relay_batch_failed", error=describe(exc))
+            return None
 
     async def _publish_rows(
         self, channel: aiormq.Channel, rows: Sequence[asyncpg.Record]
-    ) -> list[Outcome]:
-        """Sends every row in one write, then awaits all the confirms together (pipelined:
-        the broker confirms while later messages are still arriving)."""
+    ) -> list[asyncio.Future[Any]]:
+        """Sends every row in one write; returns a confirm future per row (pipelined: the
+        broker confirms while later messages are still arriving)."""
         invalid: dict[int, asyncio.Future[Any]] = {}
         messages: list[OutgoingMessage] = []
         for index, row in enumerate(rows):
@@ -347,8 +426,13 @@ class OutboxRelay:
                 continue
             messages.append(OutgoingMessage(row["routing_key"], row["body"].encode(), properties))
         confirms = iter(await publish_batch(channel, self.exchange, messages) if messages else ())
-        pending = [invalid.get(index) or next(confirms) for index in range(len(rows))]
-        # One deadline for the whole batch (a timer per publish costs more than it buys).
+        return [invalid.get(index) or next(confirms) for index in range(len(rows))]
+
+    async def _outcomes(
+        self, rows: Sequence[asyncpg.Record], pending: list[asyncio.Future[Any]]
+    ) -> list[Outcome]:
+        """Awaits all the confirms together, with one deadline for the whole batch (a
+        timer per publish costs more than it buys)."""
         _, late = await asyncio.wait(pending, timeout=self.confirm_timeout)
         for publish in late:
             publish.cancel()
@@ -556,6 +640,17 @@ class OutboxRelay:
                 oldest_age_seconds=round(age, 3),
                 broker_connected=self.broker.connected,
             )
+
+
+def _succeeded(result: BatchResult | None) -> bool:
+    """False when the batch failed (the broker or the database failed us) or nothing in it
+    could be sent (with no queue bound at all, every event comes back): back off. Unroutable
+    rows, refused messages and invalid envelopes are deferred row by row, so they hold
+    nothing else back and are not claimed again at once."""
+    if result is None:
+        return False
+    deferred_failures = result.invalid + result.refused
+    return result.failed <= deferred_failures and (result.published > 0 or not result.claimed)
 
 
 def _failed_future(exc: BaseException) -> asyncio.Future[Any]:
