@@ -127,17 +127,6 @@ class BatchResult:
 
 
 @dataclass(frozen=True, slots=True)
-class SentBatch:
-    """A batch sent and awaiting its confirms; `transaction` holds its claim (the row
-    locks) and its connection until the outcomes are recorded."""
-
-    transaction: contextlib.AsyncExitStack
-    conn: asyncpg.Connection
-    rows: list[asyncpg.Record]
-    confirms: list[asyncio.Future[Any]]
-
-
-@dataclass(frozen=True, slots=True)
 class Outcome:
     sent: bool
     error: str | None = None
@@ -315,25 +304,27 @@ class OutboxRelay:
         claim skips locked rows) and go out on one channel, oldest first. At most two
         batches are in flight; the drain returns only when both are settled.
         """
-        settling: asyncio.Task[BatchResult | None] | None = None
+        settling: asyncio.Task[BatchResult | None] | None = None  # sent, awaiting confirms
+        newest: asyncio.Task[BatchResult | None] | None = None  # claiming and sending
         try:
             while not self.stopping:
                 self._wake.clear()
+                sent: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+                newest = asyncio.create_task(self._round_in_flight(sent))
                 try:
-                    sent = await self._claim_and_send()
+                    claimed = await sent
                 except BrokerUnavailable:
                     return DrainOutcome.BROKER_DOWN
                 except Exception as exc:  # noqa: BLE001 - any failure: keep the rows, back off
                     log.warning("relay_batch_failed", error=describe(exc))
                     return DrainOutcome.FAILED
-                newest = None if sent is None else asyncio.create_task(self._settle_logged(sent))
-                previous, settling = settling, newest
+                previous, settling, newest = settling, newest, None
                 if previous is not None and not _succeeded(await previous):
                     return DrainOutcome.FAILED
-                if sent is None or newest is None:
+                self._busy = claimed >= COALESCE_AFTER
+                if not claimed:
                     return DrainOutcome.IDLE
-                self._busy = len(sent.rows) >= COALESCE_AFTER
-                if len(sent.rows) >= self.batch_size:
+                if claimed >= self.batch_size:
                     await self._refresh_backlog_if_due()  # a long drain reports its progress
                     continue
                 # Caught up: wait for the confirms, or claim the next batch meanwhile if a
@@ -342,26 +333,27 @@ class OutboxRelay:
                 # coalescing pause, so that a round per commit does not cost PostgreSQL a
                 # claim and a mark each.
                 wake_ups = (self._stopping,) if self._busy else (self._wake, self._stopping)
-                await self._first_of(newest, *wake_ups)
-                if newest.done():
-                    result, settling = newest.result(), None
+                await self._first_of(settling, *wake_ups)
+                if settling.done():
+                    result, settling = settling.result(), None
                     if not _succeeded(result):
                         return DrainOutcome.FAILED
                     if self._busy or not self._wake.is_set():
                         return DrainOutcome.IDLE
             return DrainOutcome.IDLE
         except asyncio.CancelledError:
-            # Cancelled itself (the second cancel of running()): abandon the batch in flight
-            # too; its transaction rolls back and its rows stay unsent.
-            if settling is not None:
-                settling.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await settling
-                settling = None
+            # Cancelled itself (the second cancel of running()): abandon the batches in
+            # flight too; their transactions roll back and their rows stay unsent.
+            in_flight = [task for task in (settling, newest) if task is not None]
+            settling = newest = None
+            for task in in_flight:
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
             raise
         finally:
-            if settling is not None:
-                await settling
+            for still_running in (settling, newest):
+                if still_running is not None:
+                    await still_running
 
     async def _first_of(self, task: asyncio.Task[Any], *events: asyncio.Event) -> None:
         waits = [asyncio.ensure_future(event.wait()) for event in events]
@@ -378,38 +370,39 @@ class OutboxRelay:
 
         Raises BrokerUnavailable (nothing claimed) while RabbitMQ is not connected.
         """
-        sent = await self._claim_and_send()
-        return BatchResult() if sent is None else await self._settle(sent)
+        return await self._round()
 
-    async def _claim_and_send(self) -> SentBatch | None:
-        """Claims a batch in a transaction of its own and sends it; the transaction (and
-        its connection) stays open until _settle() marks the outcomes. None when nothing
-        was due."""
+    async def _round(self, sent: asyncio.Future[int] | None = None) -> BatchResult:
+        """publish_batch(); `sent` is given the number of rows claimed once they are sent
+        (0: none was due), before the wait for their confirms."""
         channel = await self._publisher()
-        async with contextlib.AsyncExitStack() as stack:
-            conn = await stack.enter_async_context(self.pool.acquire())
-            await stack.enter_async_context(conn.transaction())
+        async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(queries.outbox_claim_batch, self.batch_size)
+            confirms = await self._publish_rows(channel, rows) if rows else []
+            if sent is not None and not sent.done():
+                sent.set_result(len(rows))
             if not rows:
-                return None
-            confirms = await self._publish_rows(channel, rows)
-            return SentBatch(stack.pop_all(), conn, rows, confirms)
-        raise AssertionError("unreachable")  # pragma: no cover - for mypy: the stack may suppress
+                return BatchResult()
+            outcomes = await self._outcomes(rows, confirms)
+            await self._record_outcomes(conn, rows, outcomes)
+        return self._account(rows, outcomes)
 
-    async def _settle(self, sent: SentBatch) -> BatchResult:
-        """Waits for the batch's confirms, records each row's outcome and commits."""
-        async with sent.transaction:
-            outcomes = await self._outcomes(sent.rows, sent.confirms)
-            await self._record_outcomes(sent.conn, sent.rows, outcomes)
-        return self._account(sent.rows, outcomes)
-
-    async def _settle_logged(self, sent: SentBatch) -> BatchResult | None:
-        """_settle(), with a failure (the database's, say) logged: None."""
+    async def _round_in_flight(self, sent: asyncio.Future[int]) -> BatchResult | None:
+        """_round() as a task of its own, so that its transaction and connection are
+        always released by the task that took them. A failure before the batch is sent goes
+        to the drain through `sent`; one after it (the database's, marking) is logged
+        here, and the result is None."""
         try:
-            return await self._settle(sent)
+            return await self._round(sent)
         except Exception as exc:  # noqa: BLE001 - any failure: the rows stay unsent
-            log.warning("relay_batch_failed", error=describe(exc))
+            if not sent.done():
+                sent.set_exception(exc)
+            else:
+                log.warning("relay_batch_failed", error=describe(exc))
             return None
+        finally:
+            if not sent.done():
+                sent.cancel()  # cancelled itself before sending
 
     async def _publish_rows(
         self, channel: aiormq.Channel, rows: Sequence[asyncpg.Record]

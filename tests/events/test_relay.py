@@ -282,6 +282,16 @@ async def test_after_a_round_of_a_few_events_the_next_one_does_not_wait_for_the_
     assert await seconds_to_publish_one(relay, placer, consumer) < 0.5
 
 
+async def test_after_an_empty_round_the_next_event_does_not_wait_for_the_pause(
+    placer: PlaceOrders, consumer: EventConsumer, start_relay: StartRelay, config: Config
+) -> None:
+    # A round of many, then a wake-up that finds nothing (a late NOTIFY, say): caught up.
+    relay = await relay_woken_by_hand(start_relay, config, coalesce_ms=1000)
+    await round_of(relay, placer, consumer, COALESCE_AFTER)
+    await round_of(relay, placer, consumer, 0)
+    assert await seconds_to_publish_one(relay, placer, consumer) < 0.5
+
+
 async def test_after_a_round_of_many_events_the_next_one_waits_for_the_pause(
     placer: PlaceOrders, consumer: EventConsumer, start_relay: StartRelay, config: Config
 ) -> None:

@@ -10,8 +10,9 @@ from dataclasses import replace
 from typing import Any
 
 import asyncpg
+import pytest
 
-from events.relay import OutboxRelay, Outcome
+from events.relay import COALESCE_AFTER, OutboxRelay, Outcome
 from service.config import Config
 from tests.events.conftest import EventConsumer, PlaceOrders, StartRelay
 from tests.events.test_relay import UNREACHABLE_DATABASE, _arrived_twice, outbox_row, wait_until
@@ -45,6 +46,23 @@ class HeldConfirms(OutboxRelay):
                 await self.held_changed.wait()
 
 
+class SecondSendHangs(HeldConfirms):
+    """Holds the first batch's confirms, and the second batch hangs while being sent (a
+    write that never completes): it holds its claim and connection meanwhile."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sends = 0
+        self.second_sending = asyncio.Event()
+
+    async def _publish_rows(self, channel: Any, rows: Sequence[asyncpg.Record]) -> Any:
+        self.sends += 1
+        if self.sends == 2:
+            self.second_sending.set()
+            await asyncio.Event().wait()
+        return await super()._publish_rows(channel, rows)
+
+
 class FirstMarkingFails(OutboxRelay):
     """The first batch's marking fails (the database's error, say) once the next batch is
     out: its transaction rolls back."""
@@ -70,6 +88,15 @@ class FirstMarkingFails(OutboxRelay):
             await self.second_sent.wait()
             raise asyncpg.PostgresConnectionError("the database went away while marking")
         await super()._record_outcomes(conn, rows, outcomes)
+
+
+async def open_transactions(db: asyncpg.Connection) -> int:
+    """Sessions of this database (but `db`'s) inside a transaction."""
+    count: int = await db.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'"
+    )
+    return count
 
 
 def woken_by_hand(config: Config) -> Config:
@@ -119,6 +146,7 @@ async def test_two_batches_cut_off_at_the_stop_both_stay_unsent(
     consumer: EventConsumer,
     start_relay: StartRelay,
     db: asyncpg.Connection,
+    pool: asyncpg.Pool,
     config: Config,
 ) -> None:
     relay = await start_relay(
@@ -135,15 +163,48 @@ async def test_two_batches_cut_off_at_the_stop_both_stay_unsent(
         relay.wake()
         await relay.wait_held(2)
         await consumer.wait_for([first.event_id, second.event_id], timeout=5)
-    # The stop waited, then abandoned both batches: their transactions rolled back.
+    # The stop waited, then abandoned both batches: their transactions rolled back and
+    # their connections went back to the pool.
     assert relay.batch_abandoned
     for order in (first, second):
         row = await outbox_row(db, order.event_id)
         assert row["published_at"] is None
         assert row["attempts"] == 0
+    assert pool.get_size() == pool.get_idle_size()
+    assert await open_transactions(db) == 0
     healthy = await start_relay(run=False)
     result = await healthy.publish_batch()
     assert result.published == 2
+
+
+async def test_a_batch_cut_off_while_being_sent_releases_its_claim_and_connection(
+    placer: PlaceOrders,
+    start_relay: StartRelay,
+    db: asyncpg.Connection,
+    pool: asyncpg.Pool,
+    config: Config,
+) -> None:
+    relay = await start_relay(
+        relay_config=woken_by_hand(config), relay_class=SecondSendHangs, run=False
+    )
+    assert isinstance(relay, SecondSendHangs)
+    async with relay.running(shutdown_timeout=0.1):
+        async with asyncio.timeout(10):
+            await relay.idle.wait()
+        [first] = await placer()
+        relay.wake()
+        await relay.wait_held(1)
+        [second] = await placer()
+        relay.wake()
+        async with asyncio.timeout(10):
+            await relay.second_sending.wait()
+    assert relay.batch_abandoned
+    assert pool.get_size() == pool.get_idle_size()
+    assert await open_transactions(db) == 0
+    for order in (first, second):
+        assert (await outbox_row(db, order.event_id))["attempts"] == 0
+    healthy = await start_relay(run=False)
+    assert (await healthy.publish_batch()).claimed == 2  # none is still locked
 
 
 async def test_a_batch_whose_marking_fails_goes_out_again_and_the_next_is_kept(
@@ -172,3 +233,25 @@ async def test_a_batch_whose_marking_fails_goes_out_again_and_the_next_is_kept(
         assert (await outbox_row(db, order.event_id))["published_at"] is not None
     assert len(consumer.of([second.event_id])) == 1
     assert relay.sent == 3
+
+
+async def test_a_relay_behind_the_commits_lets_them_gather_while_its_confirms_come_in(
+    placer: PlaceOrders,
+    consumer: EventConsumer,
+    start_relay: StartRelay,
+    config: Config,
+) -> None:
+    relay = await start_relay(relay_config=woken_by_hand(config), relay_class=HeldConfirms)
+    assert isinstance(relay, HeldConfirms)
+    async with asyncio.timeout(10):
+        await relay.idle.wait()
+    behind = await placer(COALESCE_AFTER)
+    relay.wake()
+    await relay.wait_held(1)
+    [late] = await placer()
+    relay.wake()
+    # A relay keeping up would send it at once (the first test); this one waits.
+    with pytest.raises(TimeoutError):
+        await consumer.wait_for([late.event_id], timeout=0.5)
+    relay.release.set()
+    await consumer.wait_for([o.event_id for o in [*behind, late]], timeout=5)
