@@ -8,6 +8,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate
 
 from schemas.common import CurrencyCode, MetaData, StrictBoolean, StrictInteger, StrictString
+from schemas.fast_schema import FastSchema
 from service.domain.countries import is_country
 
 SEQUENCE_MAX_LENGTH = 64
@@ -47,13 +48,13 @@ class SubbrandAlias(fields.String):
         return value
 
 
-class ProductSchema(Schema):
+class ProductSchema(FastSchema):
     code = StrictString(required=True, validate=validate.Length(1, 100))
     # Absent or null: the merchant's default currency.
     currency = CurrencyCode(load_default=None)
 
 
-class BuyerSchema(Schema):
+class BuyerSchema(FastSchema):
     email = fields.Email(required=True, validate=validate.Length(max=254))
     id = StrictString(load_default=None, validate=validate.Length(1, 100))
     first_name = StrictString(
@@ -69,7 +70,7 @@ class BuyerSchema(Schema):
     )
 
 
-class InitialsUrlRequestSchema(Schema):
+class InitialsUrlRequestSchema(FastSchema):
     """Unknown fields are refused (marshmallow's default), at every level."""
 
     product = fields.Nested(ProductSchema, required=True)

@@ -18,6 +18,7 @@ from marshmallow import Schema, ValidationError, fields, post_load, validates_sc
 from marshmallow.validate import Length, OneOf
 
 from schemas.common import RFC3339_OPTIONAL_OFFSET, flatten_errors
+from schemas.fast_schema import FastSchema
 from service.domain.countries import is_country
 from service.domain.identifiers import shown_id
 from service.domain.ip_addresses import canonical_ip
@@ -194,7 +195,7 @@ def _address_part(**kwargs: Any) -> Param:
     return Param(allow_none=True, validate=_length(None, MAX_ADDRESS_FIELD_LENGTH), **kwargs)
 
 
-class AddressSchema(Schema):
+class AddressSchema(FastSchema):
     """The customer's address; it becomes their default address for later purchases."""
 
     error_messages = {"type": "Parameter must be an object"}
@@ -223,7 +224,7 @@ class AddressSchema(Schema):
         return {key: value for key, value in data.items() if value is not None}
 
 
-class MeOrderRequestSchema(Schema):
+class MeOrderRequestSchema(FastSchema):
     """The body of POST /external/api/v1/me/order. Optional fields may also be null."""
 
     product_code = Param(

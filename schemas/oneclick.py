@@ -15,6 +15,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from schemas.common import CurrencyCode, MetaData, StrictBoolean, StrictString
+from schemas.fast_schema import FastSchema
 from service.domain.identifiers import UUID_TEXT
 from service.domain.oneclick import (
     ACTIONS,
@@ -53,7 +54,7 @@ class StrictUUID(fields.UUID):
         return result
 
 
-class OneclickProductSchema(Schema):
+class OneclickProductSchema(FastSchema):
     action = StrictString(
         required=True,
         validate=validate.OneOf(ACTIONS, error="must be one of: " + ", ".join(ACTIONS)),
@@ -103,7 +104,7 @@ class BoundedList(fields.List[Any]):
 PRODUCTS_LENGTH = f"1 to {MAX_PRODUCTS} entries"
 
 
-class OneclickRequestSchema(Schema):
+class OneclickRequestSchema(FastSchema):
     is_mobile = StrictBoolean(data_key="isMobile", required=True)
     charge_method_id = StrictString(
         data_key="chargeMethodId", required=True, validate=validate.Length(1, 100)

@@ -111,23 +111,53 @@ def _orjson_dumps(value: Any, default: Any = None) -> str:
         return json.dumps(value, default=default or str, skipkeys=True)
 
 
+# What configure_logging installed for JSON lines at info level or below: its processors
+# (to tell they are still structlog's configuration: structlog.testing.capture_logs, for
+# one, changes the configured list in place) and a writer sharing the lock of structlog's.
+# None otherwise: access lines then go through structlog.
+_json_info: tuple[tuple[Any, ...], structlog.WriteLogger] | None = None
+
+
+def log_access(fields: dict[str, Any]) -> None:
+    """`structlog.get_logger("access").info("request", **fields)` (`fields` is taken over).
+
+    With configure_logging's JSON chain, the line is made here by the same processors
+    without structlog's generic call path (lazy proxy, context copy, processor loop, lock
+    per call): half the cost of the line, one of which every request writes.
+    """
+    installed = _json_info
+    if installed is None or tuple(structlog.get_config()["processors"]) != installed[0]:
+        # A logger of the configuration of the moment (a cached one keeps its first).
+        structlog.get_logger("access").info("request", **fields)
+        return
+    fields["event"] = "request"
+    structlog.contextvars.merge_contextvars(None, "info", fields)
+    fields["level"] = "info"
+    utc_timestamp(None, "info", fields)
+    redact_secrets(None, "info", fields)
+    installed[1].msg(_orjson_dumps(fields))
+
+
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
+    global _json_info
     numeric = logging.getLevelNamesMapping()[level.upper()]
     renderer: Any
     if fmt == "console":
         renderer = structlog.dev.ConsoleRenderer()
     else:
         renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
+    processors = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        utc_timestamp,
+        # Tracebacks are rendered first so that redaction covers them too.
+        structlog.processors.format_exc_info,
+        redact_secrets,
+        renderer,
+    ]
+    _json_info = None
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            utc_timestamp,
-            # Tracebacks are rendered first so that redaction covers them too.
-            structlog.processors.format_exc_info,
-            redact_secrets,
-            renderer,
-        ],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         # One write per line (message and newline together): lines of several worker
         # processes sharing stdout never interleave.
@@ -154,6 +184,8 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
             ],
         )
     )
+    if fmt != "console" and numeric <= logging.INFO:
+        _json_info = (tuple(processors), structlog.WriteLogger(cast(TextIO, STDOUT)))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(numeric, logging.WARNING))

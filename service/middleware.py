@@ -20,7 +20,7 @@ from structlog.contextvars import bind_contextvars, clear_contextvars
 from service import cors, headers
 from service.db import DATABASE_DOWN
 from service.domain.identifiers import shown_id
-from service.duplicate_keys import first_duplicate_key
+from service.duplicate_keys import first_duplicate_key, has_no_duplicate_keys
 from service.errors import (
     ApiError,
     BadRequest,
@@ -31,10 +31,10 @@ from service.errors import (
     ServiceUnavailable,
     UnreadableBody,
 )
+from service.logs import log_access
 from service.request_metrics import observe_request
 from service.state import CONFIG, MERCHANT_CODE, ORDER_ID
 
-log = structlog.get_logger("access")
 error_log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -188,15 +188,16 @@ def _account(request: web.Request, status: int, started: float, **extra: Any) ->
     route = resource.canonical if resource is not None else "unmatched"
     duration = time.perf_counter() - started
     observe_request(route, request.method, status, duration)
-    log.info(
-        "request",
-        method=request.method,
-        route=route,
-        status=status,
-        duration_ms=round(duration * 1000, 2),
-        merchant=request.get(MERCHANT_CODE),
-        order_id=request.get(ORDER_ID),
-        **extra,
+    log_access(
+        {
+            "method": request.method,
+            "route": route,
+            "status": status,
+            "duration_ms": round(duration * 1000, 2),
+            "merchant": request.get(MERCHANT_CODE),
+            "order_id": request.get(ORDER_ID),
+            **extra,
+        }
     )
 
 
@@ -255,6 +256,8 @@ def parse_json_object(request: web.Request, body: bytes) -> dict[str, Any]:
         raise BadRequest("The request body is not valid JSON", code="json_parser_error") from None
     if not isinstance(value, dict):
         raise BadRequest("The request body must be a JSON object", code="json_parser_error")
+    if has_no_duplicate_keys(body, value):
+        return value
     try:
         duplicate = first_duplicate_key(body.decode())
     except RecursionError:

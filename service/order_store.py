@@ -29,12 +29,20 @@ ORDER_COLUMNS = (
 )  # fmt: skip
 
 
+_ORDER_COLUMN_SET = frozenset(ORDER_COLUMNS)
+# Every column in ORDER_COLUMNS' order, with the defaults an order row starts from.
+_ORDER_ROW_START: dict[str, Any] = {
+    **dict.fromkeys(ORDER_COLUMNS),
+    "status": "created",
+    "discount_amount": 0,
+    "coupon_amount": 0,
+}
+
+
 def order_row(**values: Any) -> dict[str, Any]:
-    unknown = set(values) - set(ORDER_COLUMNS)
-    if unknown:
-        raise KeyError(f"not columns of orders: {sorted(unknown)}")
-    row: dict[str, Any] = dict.fromkeys(ORDER_COLUMNS)
-    row.update(status="created", discount_amount=0, coupon_amount=0)
+    if not _ORDER_COLUMN_SET.issuperset(values):
+        raise KeyError(f"not columns of orders: {sorted(values.keys() - _ORDER_COLUMN_SET)}")
+    row = _ORDER_ROW_START.copy()
     row.update(values)
     return row
 

@@ -5,9 +5,14 @@ find the same string in each."""
 from __future__ import annotations
 
 import ipaddress
+import re
 import struct
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# A dotted IPv4 address as ip_text writes it (0 to 255, no leading zero): its own spelling.
+_IPV4_TEXT = re.compile(
+    r"(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)", re.ASCII
+)
 
 
 def ip_text(address: IpAddress) -> str:
@@ -26,4 +31,6 @@ def ip_text(address: IpAddress) -> str:
 
 def canonical_ip(text: str) -> str:
     """The address `text` spells, as `ip_text` writes it; ValueError if it is none."""
+    if _IPV4_TEXT.fullmatch(text):
+        return text
     return ip_text(ipaddress.ip_address(text))

@@ -1,4 +1,5 @@
-"""Log lines: a value orjson cannot encode still gives one JSON line."""
+"""Log lines: a value orjson cannot encode still gives one JSON line; secrets are masked;
+the access line written directly is the one structlog would write."""
 
 from __future__ import annotations
 
@@ -6,10 +7,20 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 import pytest
+import structlog
+from structlog.contextvars import bind_contextvars, clear_contextvars
+from structlog.testing import capture_logs
 
-from service.logs import _orjson_dumps, redact_secrets, utc_timestamp
+from service.logs import (
+    _orjson_dumps,
+    configure_logging,
+    log_access,
+    redact_secrets,
+    utc_timestamp,
+)
 
 
 def test_a_lone_surrogate_is_escaped_not_an_error() -> None:
@@ -70,3 +81,51 @@ class Colour(StrEnum):
 def test_a_string_subclass_without_a_url_is_kept_as_it_is() -> None:
     logged = redact_secrets(None, "info", {"event": "x", "colour": Colour.RED})
     assert logged["colour"] is Colour.RED
+
+
+ACCESS_FIELDS: list[dict[str, Any]] = [
+    {"method": "POST", "route": "/x", "status": 200, "duration_ms": 1.5, "merchant": "eyezy"},
+    {"method": "POST", "route": "/x", "status": 499, "merchant": None, "cancelled": True},
+    {
+        "method": "GET",
+        "route": "postgres://u:pw@h/db",
+        "status": 200,
+        "merchant": {"token": "s", "a": [1, "amqp://u:p@h/"]},
+        "order_id": "\udc80bad",
+    },
+]
+
+
+def _lines_without_timestamps(text: str) -> list[list[tuple[str, Any]]]:
+    lines = [json.loads(line) for line in text.splitlines()]
+    for line in lines:
+        assert line.pop("timestamp")
+    return [list(line.items()) for line in lines]
+
+
+@pytest.mark.parametrize("fields", ACCESS_FIELDS)
+def test_the_access_line_is_the_line_structlog_writes(
+    fields: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("info", "json")
+    bind_contextvars(request_id="r" * 32)
+    try:
+        structlog.get_logger("access").info("request", **fields)
+        log_access(dict(fields))
+    finally:
+        clear_contextvars()
+    through_structlog, direct = _lines_without_timestamps(capsys.readouterr().out)
+    assert direct == through_structlog  # keys in the same order too
+
+
+def test_access_lines_follow_the_level_and_a_reconfigured_structlog(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("warning", "json")
+    log_access(dict(ACCESS_FIELDS[0]))
+    assert capsys.readouterr().out == ""
+    configure_logging("info", "json")
+    with capture_logs() as captured:
+        log_access(dict(ACCESS_FIELDS[0]))
+    assert captured == [{**ACCESS_FIELDS[0], "event": "request", "log_level": "info"}]
+    assert capsys.readouterr().out == ""
