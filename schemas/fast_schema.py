@@ -5,9 +5,10 @@ call in _call_and_store, rebuilds an And() of the field's validators on every va
 checks `partial` with inspect: most of the CPU of loading an order body. For a mapping
 whose fields all load, FastSchema._deserialize returns the same dict with the same calls
 to each field's own _deserialize and validators; at the first ValidationError (or any
-option it does not handle: many, partial, unknown=INCLUDE) it hands the whole mapping to
-marshmallow's _deserialize, which finds and stores every error as before. Fields are
-pure, so loading a mapping a second time gives the same errors.
+option it does not handle: many, partial (False too), unknown=INCLUDE) it hands the whole
+mapping to marshmallow's _deserialize, which finds and stores every error as before.
+Fields are pure, so loading a mapping a second time gives the same errors. A field
+overriding deserialize() is called through it, for a left-out value too.
 
 Everything else of a load (pre/post_load hooks, @validates, @validates_schema, Nested
 loads through the nested schema's load) stays marshmallow's.
@@ -83,7 +84,9 @@ class FastSchema(Schema):
                 plan = self._fast_plan = ()
         if (
             many
-            or partial not in (None, False)
+            # partial=False too is handed down to Nested fields (a nested schema's own
+            # partial=True then no longer applies): marshmallow's loop does that.
+            or partial is not None
             or type(data) is not dict
             or not plan
             or (unknown != EXCLUDE and (unknown != RAISE or not self._fast_keys.issuperset(data)))
@@ -96,14 +99,17 @@ class FastSchema(Schema):
         try:
             for data_key, key, field, required, default, allow_none, validators, load in plan:
                 raw = data.get(data_key, missing)
-                if raw is missing:
+                if load is None:
+                    # Called for a left-out value too: its own deserialize may use it.
+                    value = field.deserialize(raw, data_key, data)
+                    if value is missing:
+                        continue
+                elif raw is missing:
                     if required:
                         raise ValidationError("")
                     value = default() if callable(default) else default
                     if value is missing:
                         continue
-                elif load is None:
-                    value = field.deserialize(raw, data_key, data)
                 elif raw is None:
                     if not allow_none:
                         raise ValidationError("")

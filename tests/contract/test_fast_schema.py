@@ -161,3 +161,54 @@ def test_what_the_fast_loop_does_not_cover_goes_through_marshmallow() -> None:
         {"plain": "a", "renamed": 7, "hooked": None, "nullable": "absent"}
     ]
     assert schema.load({}, partial=True) == {}  # partial: marshmallow skips the defaults
+
+
+# Review of the fast loop: what marshmallow does for a field left out, and partial=False.
+
+
+class Shouted(fields.String):
+    """A field overriding deserialize(), whose own code also runs for a left-out value."""
+
+    def deserialize(self, value: Any, attr: str | None = None, data: Any = None, **kw: Any) -> Any:
+        loaded = super().deserialize(value, attr, data, **kw)
+        return loaded.upper() if isinstance(loaded, str) else loaded
+
+
+class WithDefault(FastSchema):
+    plain = fields.String(required=True)
+    shouted = Shouted(load_default="quiet")
+
+
+def test_a_left_out_field_overriding_deserialize_is_loaded_by_its_deserialize(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    body = {"plain": "a"}
+    expected = marshmallow_outcome(WithDefault(), body, monkeypatch)
+    assert expected == ("loaded", {"plain": "a", "shouted": "QUIET"})
+    assert outcome(WithDefault(), body) == expected
+
+
+class Inner(FastSchema):
+    name = fields.String(required=True)
+
+
+class Outer(FastSchema):
+    inner = fields.Nested(Inner(partial=True), required=True)
+
+
+def test_partial_false_is_handed_to_nested_schemas_as_marshmallow_hands_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def load(schema: Schema, body: Any) -> tuple[Any, ...]:
+        try:
+            return ("loaded", schema.load(copy.deepcopy(body), partial=False))
+        except ValidationError as exc:
+            return ("refused", exc.messages, exc.valid_data)
+
+    body = {"inner": {}}
+    with monkeypatch.context() as patched:
+        patched.setattr(FastSchema, "_deserialize", Schema._deserialize)
+        expected = load(Outer(), body)
+    # partial=False overrides the nested schema's own partial=True: name is required.
+    assert expected[0] == "refused"
+    assert load(Outer(), body) == expected
