@@ -111,11 +111,32 @@ def _orjson_dumps(value: Any, default: Any = None) -> str:
         return json.dumps(value, default=default or str, skipkeys=True)
 
 
-# What configure_logging installed for JSON lines at info level or below: its processors
-# (to tell they are still structlog's configuration: structlog.testing.capture_logs, for
-# one, changes the configured list in place) and a writer sharing the lock of structlog's.
+# What configure_logging installed for JSON lines at info level or below: structlog's
+# configuration of the moment (to tell it is still the one installed: structlog.configure
+# may replace any part of it, and structlog.testing.capture_logs changes the configured
+# list of processors in place) and a writer sharing the lock of structlog's.
 # None otherwise: access lines then go through structlog.
 _json_info: tuple[tuple[Any, ...], structlog.WriteLogger] | None = None
+
+
+def _installed_config() -> tuple[Any, ...]:
+    config = structlog.get_config()
+    return (
+        tuple(config["processors"]),
+        config["wrapper_class"],
+        config["logger_factory"],
+        config["context_class"],
+    )
+
+
+def _config_is(installed: tuple[Any, ...]) -> bool:
+    config = structlog.get_config()
+    return (
+        config["wrapper_class"] is installed[1]
+        and config["logger_factory"] is installed[2]
+        and config["context_class"] is installed[3]
+        and tuple(config["processors"]) == installed[0]
+    )
 
 
 def log_access(fields: dict[str, Any]) -> None:
@@ -126,16 +147,21 @@ def log_access(fields: dict[str, Any]) -> None:
     per call): half the cost of the line, one of which every request writes.
     """
     installed = _json_info
-    if installed is None or tuple(structlog.get_config()["processors"]) != installed[0]:
+    if installed is None or not _config_is(installed[0]):
         # A logger of the configuration of the moment (a cached one keeps its first).
         structlog.get_logger("access").info("request", **fields)
         return
+    processors = installed[0][0]
     fields["event"] = "request"
     structlog.contextvars.merge_contextvars(None, "info", fields)
     fields["level"] = "info"
     utc_timestamp(None, "info", fields)
+    if "exc_info" in fields:
+        structlog.processors.format_exc_info(None, "info", fields)
     redact_secrets(None, "info", fields)
-    installed[1].msg(_orjson_dumps(fields))
+    # The configured renderer: its serializer's `default` is structlog's (__structlog__,
+    # then repr), not _orjson_dumps' own str.
+    installed[1].msg(processors[-1](None, "info", fields))
 
 
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
@@ -185,7 +211,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         )
     )
     if fmt != "console" and numeric <= logging.INFO:
-        _json_info = (tuple(processors), structlog.WriteLogger(cast(TextIO, STDOUT)))
+        _json_info = (_installed_config(), structlog.WriteLogger(cast(TextIO, STDOUT)))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(numeric, logging.WARNING))
