@@ -24,6 +24,7 @@ from marshmallow.fields import Field
 _F_DESERIALIZE = Field.deserialize
 _F_VALIDATE = Field._validate
 _F_VALIDATE_MISSING = Field._validate_missing
+_F_VALIDATE_ALL = Field.__dict__["_validate_all"]  # a property: And(*self.validators)
 
 # One entry per load field: (data key, attribute, field, required, load_default,
 # allow_none, validators, _deserialize or None when field.deserialize must be called).
@@ -37,6 +38,7 @@ def _plain(field: Field[Any]) -> bool:
         cls.deserialize is _F_DESERIALIZE
         and cls._validate is _F_VALIDATE
         and cls._validate_missing is _F_VALIDATE_MISSING
+        and getattr(cls, "_validate_all", None) is _F_VALIDATE_ALL
         and not field.pre_load
         and not field.post_load
     )

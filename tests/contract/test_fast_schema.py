@@ -212,3 +212,28 @@ def test_partial_false_is_handed_to_nested_schemas_as_marshmallow_hands_it(
     # partial=False overrides the nested schema's own partial=True: name is required.
     assert expected[0] == "refused"
     assert load(Outer(), body) == expected
+
+
+class Vetted(fields.String):
+    """A field composing its validators its own way (marshmallow's _validate_all hook)."""
+
+    @property
+    def _validate_all(self) -> Any:
+        def vet(value: Any) -> None:
+            if value == "bad":
+                raise ValidationError("vetoed")
+
+        return vet
+
+
+class WithVetted(FastSchema):
+    name = Vetted(required=True)
+
+
+def test_a_field_overriding_validate_all_is_validated_by_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    body = {"name": "bad"}
+    expected = marshmallow_outcome(WithVetted(), body, monkeypatch)
+    assert expected == ("refused", {"name": ["vetoed"]}, {})
+    assert outcome(WithVetted(), body) == expected
