@@ -32,7 +32,10 @@ class MerchantIdentity(Protocol):
     def code(self) -> str: ...
 
 
-@dataclass(frozen=True, slots=True)
+# The records below are built for every order (and item) and read once: plain slots
+# dataclasses, since a frozen one's __init__ sets each field through object.__setattr__
+# (three times the cost). Nothing changes them after construction.
+@dataclass(slots=True)
 class OrderAmounts:
     """The order's money in minor units: base, the reductions taken off it, and the total."""
 
@@ -48,7 +51,7 @@ class OrderAmounts:
         return cls(base=total, total=total)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OrderItem:
     """One line of the order. `action` is purchase, upgrade, downgrade or renew;
     `subscription_id` is set for oneclick upgrades, downgrades and renewals, `period_id`
@@ -68,7 +71,7 @@ class OrderItem:
         return self.unit_amount * self.quantity
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OrderBuyer:
     """The merchant's buyer: initials_url sends what the request named, oneclick the
     catalog's buyer (id and email only)."""
@@ -81,7 +84,7 @@ class OrderBuyer:
     locale: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OrderPayment:
     """How a me_order order is paid and where the customer ordered it from."""
 
@@ -96,7 +99,7 @@ class OrderPayment:
     traffic_source: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestOrigin:
     """Where the request came from: the end customer's IP, and for signed merchant
     requests the x-source, x-id and x-google-analytics-client-id headers."""

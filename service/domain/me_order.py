@@ -28,7 +28,9 @@ FAMILY: Final = "me_order"
 SUPPORTED_PAYMENT_METHODS = ("invoice", "autogiro")
 
 
-@dataclass(frozen=True, slots=True)
+# Built per order and never changed: not frozen, whose __init__ costs three times as
+# much (object.__setattr__ per field).
+@dataclass(slots=True)
 class MeOrder:
     """A customer's order that passed every rule, ready to be written under an id."""
 
