@@ -19,6 +19,8 @@ from cloudevents.core.bindings import rabbitmq
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
+from events.order_data import isoformat_of
+
 SPEC_VERSION = "1.0"
 EVENT_TYPE = "com.order-service.order.created"
 ROUTING_KEY = "order.created"
@@ -166,6 +168,7 @@ def parse_envelope(body: bytes) -> CloudEvent:
 
 def _attribute_text(value: Any) -> Any:
     if isinstance(value, datetime):
-        text = value.isoformat()
+        # The order's data formatted the same created_at a moment ago.
+        text = isoformat_of(value)
         return text[:-6] + "Z" if text.endswith("+00:00") else text
     return value

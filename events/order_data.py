@@ -110,11 +110,31 @@ class RequestOrigin:
     ga_client_id: str | None = None
 
 
+# The datetime isoformat_of() formatted last, and its text. An order's created_at is
+# formatted for its row, its event's data and its envelope (a me_order's start_date is
+# most often the same moment, twice more): once is enough. Holding the datetime keeps
+# its id from going to another one, so `is` tells it is the same object.
+_FIRST = datetime(1970, 1, 1, tzinfo=UTC)
+_last_formatted: tuple[datetime, str] = (_FIRST, _FIRST.isoformat())
+
+
+def isoformat_of(moment: datetime) -> str:
+    """`moment.isoformat()`, formatted once for the same datetime asked for in turn."""
+    global _last_formatted
+    last, text = _last_formatted
+    if moment is not last:
+        text = moment.isoformat()
+        # One tuple, replaced whole: a reader never pairs one moment with another's text.
+        _last_formatted = (moment, text)
+    return text
+
+
 def rfc3339_utc(moment: datetime) -> str:
     """`moment` in UTC as RFC 3339 with a `Z` (microseconds kept when there are any)."""
     if moment.tzinfo is None:
         raise ValueError("a naive datetime has no defined UTC instant")
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    # astimezone() gives a UTC datetime back as it is, so its text is formatted once.
+    return isoformat_of(moment.astimezone(UTC)).replace("+00:00", "Z")
 
 
 def order_event_data(

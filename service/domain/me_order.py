@@ -17,6 +17,7 @@ from events.order_data import (
     OrderItem,
     OrderPayment,
     RequestOrigin,
+    isoformat_of,
     order_event_data,
     rfc3339_utc,
 )
@@ -129,7 +130,7 @@ def prepare_me_order(order: MeOrder, order_id: str, *, event_source: str) -> Pre
         total_amount=order.amount,
         buyer_ip=request["browser_ip"],
         details=details,
-        created_at=order.created_at.isoformat(),
+        created_at=isoformat_of(order.created_at),
     )
     item = order_item_row(
         order_id,

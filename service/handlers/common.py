@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 from marshmallow import Schema, ValidationError
 
-from events.order_data import RequestOrigin
+from events.order_data import RequestOrigin, isoformat_of
 from schemas.common import flatten_errors
 from service.auth.merchant import MerchantRequest, authenticate, read_merchant_headers
 from service.catalog import Merchant
@@ -28,7 +28,7 @@ def merchant_order_columns(ctx: MerchantRequest, created_at: datetime) -> dict[s
         "source_id": ctx.source_id,
         "ga_client_id": ctx.ga_client_id,
         "request_token": ctx.token,
-        "created_at": created_at.isoformat(),
+        "created_at": isoformat_of(created_at),
     }
 
 

@@ -6,7 +6,7 @@ document, which allows nothing else."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import jsonschema
@@ -20,7 +20,9 @@ from events.order_data import (
     OrderItem,
     OrderPayment,
     RequestOrigin,
+    isoformat_of,
     order_event_data,
+    rfc3339_utc,
 )
 from service.config import Config
 from tests.events.conftest import EventConsumer, MerchantRef, Received
@@ -193,3 +195,14 @@ def test_the_schema_refuses_an_unknown_or_missing_order_key() -> None:
         validator("Order").validate({k: v for k, v in order.items() if k != "payment"})
     with pytest.raises(jsonschema.ValidationError):
         validator("Order").validate({**order, "items": [{**order["items"][0], "kind": "x"}]})
+
+
+def test_a_moment_formatted_once_gives_each_datetime_its_own_text() -> None:
+    # isoformat_of keeps the last text by the datetime's identity: an equal moment in
+    # another zone, or a copy of it, is formatted anew, never given the last one's text.
+    plus_one = timezone(timedelta(hours=1))
+    moments = [CREATED_AT, CREATED_AT, CREATED_AT.astimezone(plus_one), CREATED_AT]
+    moments += [CREATED_AT.replace(microsecond=0), datetime(2026, 11, 23, 13, tzinfo=UTC)]
+    for moment in [*moments, *reversed(moments)]:
+        assert isoformat_of(moment) == moment.isoformat()
+        assert rfc3339_utc(moment) == moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
