@@ -45,5 +45,10 @@ def round_half_up(value: Fraction) -> int:
 
 
 def percent_of(amount: int, percent: int) -> int:
-    """`percent` % of `amount` minor units, rounded half-up."""
-    return round_half_up(Fraction(amount * percent, 100))
+    """`percent` % of `amount` minor units, rounded half-up: round_half_up(amount * percent
+    / 100) in integers, floor((2 * amount * percent + 100) / 200), without building two
+    Fractions (a tenth of the cost; tests/initials/test_pricing.py holds the two equal)."""
+    product = amount * percent
+    if product < 0:
+        raise ValueError("amounts are never negative")
+    return (2 * product + 100) // 200

@@ -4,6 +4,7 @@ initials/url, without a server."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from service.domain.initials import (
     resolve_autocharge,
     resolve_product_price,
 )
+from service.domain.money import percent_of, round_half_up
 from service.domain.pricing import CouponValue, price_with_discount_and_coupon
 from service.errors import ApiError
 
@@ -193,3 +195,12 @@ def test_plan_prices_in_the_requested_currency() -> None:
         128,
         1147,
     )
+
+
+def test_percent_of_in_integers_equals_rounding_the_fraction() -> None:
+    # percent_of computes in integers what round_half_up of the exact Fraction gives.
+    for amount in [*range(0, 1200), 2999, 10**9 + 7]:
+        for percent in range(0, 101):
+            assert percent_of(amount, percent) == round_half_up(Fraction(amount * percent, 100))
+    with pytest.raises(ValueError, match="never negative"):
+        percent_of(-1, 10)
