@@ -18,6 +18,8 @@ BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
 ORDER_ID_LENGTH = 8
+# Every number below 62 * 62 as its two base62 digits, the lower one first.
+_DIGIT_PAIRS = tuple(low + high for high in BASE62 for low in BASE62)
 
 
 def new_order_id() -> str:
@@ -28,10 +30,11 @@ def new_order_id() -> str:
     times slower); 64 random bits reduced modulo 62^8 leave a bias below 1e-5.
     """
     value = int.from_bytes(os.urandom(8)) % 62**ORDER_ID_LENGTH
+    # Two base62 digits at a time, least significant first as one at a time wrote them.
     chars = []
-    for _ in range(ORDER_ID_LENGTH):
-        value, digit = divmod(value, 62)
-        chars.append(BASE62[digit])
+    for _ in range(ORDER_ID_LENGTH // 2):
+        value, pair = divmod(value, 62 * 62)
+        chars.append(_DIGIT_PAIRS[pair])
     return "".join(chars)
 
 
