@@ -6,12 +6,14 @@ written with the last. RFC 8259 leaves the meaning of such a body open; it is re
 orjson cannot report duplicates, so a body it accepted is read once more by the
 standard library's C scanner with a hook on every object (about 6 us for a typical
 order body, against some 500 us of CPU per order). has_no_duplicate_keys settles the common
-body (no escapes, no duplicate) at half that, from the parse orjson made."""
+body (no escapes, no duplicate) at a fifth of that, from the parse orjson made."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+import orjson
 
 
 class DuplicateKey(ValueError):
@@ -31,45 +33,27 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-MAX_FAST_DEPTH = 100
-
-
 def has_no_duplicate_keys(body: bytes, value: Any) -> bool:
     """True when `value` (orjson's parse of `body`) is certain to hold every key the body
     gives: `body` has no escape (so each string's text is its value's) and the colons
     outside strings, one per key-value pair written, are as many as the keys orjson kept.
-    False: not certain (a duplicate, an escape, deep nesting): the full scan decides."""
+    False: not certain (a duplicate, an escape, nesting orjson does not write back): the
+    full scan decides.
+
+    Counted through orjson's own dump of `value`, whose colons are one per key it kept plus
+    those inside its strings: the colons of `body` are one per pair written plus those of
+    its strings, which hold at least the strings of `value` (a pair given twice loses one).
+    The two counts are equal only when no pair was dropped. (A walk of `value` counting
+    keys and the colons of its strings, as before, cost four times as much.)
+    """
     if b"\\" in body or type(value) not in (dict, list):
         return False
-    keys = 0
-    in_strings = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    pop, push = stack.pop, stack.append
-    while stack:
-        node, depth = pop()
-        if depth > MAX_FAST_DEPTH:
-            return False
-        if type(node) is dict:
-            keys += len(node)
-            items = node.items()
-            for key, item in items:
-                if ":" in key:
-                    in_strings += key.count(":")
-                kind = type(item)
-                if kind is str:
-                    if ":" in item:
-                        in_strings += item.count(":")
-                elif kind is dict or kind is list:
-                    push((item, depth + 1))
-        else:
-            for item in node:
-                kind = type(item)
-                if kind is str:
-                    if ":" in item:
-                        in_strings += item.count(":")
-                elif kind is dict or kind is list:
-                    push((item, depth + 1))
-    return body.count(b":") - in_strings == keys
+    try:
+        written = orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        # Deeper than orjson writes (254 levels): the full scan decides, as before.
+        return False
+    return body.count(b":") == written.count(b":")
 
 
 # Built once: json.loads with a hook builds a decoder on every call.

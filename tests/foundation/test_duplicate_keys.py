@@ -65,7 +65,7 @@ def test_a_duplicate_never_gets_the_quick_yes(text: str) -> None:
     [
         ('{"a\\u003a":1}', "an escape"),
         ('{"a":"\\"b\\":1"}', "an escape"),
-        ("[" * 150 + "]" * 150, "nesting deeper than the quick walk goes"),
+        ("[" * 300 + "]" * 300, "nesting deeper than orjson writes"),
     ],
 )
 def test_what_the_quick_answer_cannot_settle_goes_to_the_full_scan(text: str, why: str) -> None:
@@ -83,3 +83,41 @@ def test_what_the_quick_answer_cannot_settle_goes_to_the_full_scan(text: str, wh
 def test_the_benchmark_s_orders_get_the_quick_yes(body: bytes) -> None:
     value: Any = orjson.loads(body)
     assert has_no_duplicate_keys(body, value)
+
+
+def colons_walked(body: bytes, value: Any) -> bool:
+    """The quick answer as it was first computed: a walk of `value` counting its keys and
+    the colons inside its strings (to depth 100), against the colons of `body`."""
+    if b"\\" in body or type(value) not in (dict, list):
+        return False
+    keys = in_strings = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > 100:
+            return False
+        children = node.values() if type(node) is dict else node
+        if type(node) is dict:
+            keys += len(node)
+            in_strings += sum(key.count(":") for key in node)
+        for item in children:
+            if type(item) is str:
+                in_strings += item.count(":")
+            elif type(item) in (dict, list):
+                stack.append((item, depth + 1))
+    return body.count(b":") - in_strings == keys
+
+
+def test_the_quick_answer_from_orjson_s_dump_is_the_walk_s() -> None:
+    rng = random.Random(9)
+    for _ in range(20_000):
+        text = document(rng)
+        body, value = text.encode(), orjson.loads(text)
+        assert has_no_duplicate_keys(body, value) == colons_walked(body, value), text
+    for depth in (99, 100, 101, 150, 254):
+        body = ("[" * depth + "]" * depth).encode()
+        # Past the walk's depth the full scan answered what the dump now answers at once.
+        assert has_no_duplicate_keys(body, orjson.loads(body)) is (
+            colons_walked(body, orjson.loads(body)) or depth > 100
+        )
+        assert first_duplicate_key(body.decode()) is None
