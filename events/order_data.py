@@ -14,9 +14,10 @@ as null, for that function to replace.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
+
+from service.records import record
 
 Family = Literal["initials_url", "oneclick", "me_order"]
 CREATED = "created"
@@ -32,10 +33,7 @@ class MerchantIdentity(Protocol):
     def code(self) -> str: ...
 
 
-# The records below are built for every order (and item) and read once: plain slots
-# dataclasses, since a frozen one's __init__ sets each field through object.__setattr__
-# (three times the cost). Nothing changes them after construction.
-@dataclass(slots=True)
+@record
 class OrderAmounts:
     """The order's money in minor units: base, the reductions taken off it, and the total."""
 
@@ -51,7 +49,7 @@ class OrderAmounts:
         return cls(base=total, total=total)
 
 
-@dataclass(slots=True)
+@record
 class OrderItem:
     """One line of the order. `action` is purchase, upgrade, downgrade or renew;
     `subscription_id` is set for oneclick upgrades, downgrades and renewals, `period_id`
@@ -71,7 +69,7 @@ class OrderItem:
         return self.unit_amount * self.quantity
 
 
-@dataclass(slots=True)
+@record
 class OrderBuyer:
     """The merchant's buyer: initials_url sends what the request named, oneclick the
     catalog's buyer (id and email only)."""
@@ -84,7 +82,7 @@ class OrderBuyer:
     locale: str | None = None
 
 
-@dataclass(slots=True)
+@record
 class OrderPayment:
     """How a me_order order is paid and where the customer ordered it from."""
 
@@ -99,7 +97,7 @@ class OrderPayment:
     traffic_source: str | None = None
 
 
-@dataclass(slots=True)
+@record
 class RequestOrigin:
     """Where the request came from: the end customer's IP, and for signed merchant
     requests the x-source, x-id and x-google-analytics-client-id headers."""

@@ -4,7 +4,6 @@ one round trip (the place_order function in sql/migrations/0003_place_order.sql)
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -13,6 +12,7 @@ from service.db import DATABASE_DOWN
 from service.errors import Conflict, ServiceUnavailable, ValidationFailed
 from service.idempotency import IdempotencyClaim
 from service.order_writer import OrderWriter
+from service.records import record
 from service.sql import queries
 
 MAX_ID_ATTEMPTS = 5
@@ -74,9 +74,7 @@ def order_item_row(
     }
 
 
-# Built per order and never changed: not frozen, whose __init__ costs three times as
-# much (object.__setattr__ per field).
-@dataclass(slots=True)
+@record
 class PreparedOrder:
     """Everything one order writes. `row` has every column of `orders` that is NOT NULL
     (jsonb_populate_record does not apply column defaults)."""

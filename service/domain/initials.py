@@ -9,7 +9,6 @@ redemptions in the order's transaction); everything else is decided here.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
@@ -22,14 +21,13 @@ from service.domain.pricing import CouponValue, Price, price_with_discount_and_c
 from service.errors import ProductNotFound, ValidationFailed
 from service.handlers.common import merchant_order_columns, request_origin
 from service.order_store import PreparedOrder, order_item_row, order_row
+from service.records import record
 
 FAMILY: Final = "initials_url"
 SHOP_SOURCE = "shop"
 
 
-# Built per order and never changed: not frozen, whose __init__ costs three times as
-# much (object.__setattr__ per field).
-@dataclass(slots=True)
+@record
 class InitialsOrder:
     """A request that passed every rule: all the order needs except its id."""
 

@@ -8,7 +8,6 @@ result into the rows and event that one transaction writes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
@@ -21,6 +20,7 @@ from service.domain.identifiers import UUID_TEXT, shown_id
 from service.errors import NotFound, ProductNotFound, ValidationFailed
 from service.handlers.common import merchant_order_columns, request_origin
 from service.order_store import PreparedOrder, order_item_row, order_row
+from service.records import record
 
 FAMILY: Final = "oneclick"
 PURCHASE, UPGRADE, DOWNGRADE, RENEW = "purchase", "upgrade", "downgrade", "renew"
@@ -30,9 +30,7 @@ SUBSCRIPTION_ACTIONS = (UPGRADE, DOWNGRADE, RENEW)
 MAX_PRODUCTS = 20
 
 
-# The records below are built per order and never changed: not frozen, whose __init__
-# costs three times as much (object.__setattr__ per field).
-@dataclass(slots=True)
+@record
 class OneclickItemRequest:
     """One entry of `products` as the schema loaded it."""
 
@@ -41,7 +39,7 @@ class OneclickItemRequest:
     subscription_id: UUID | None
 
 
-@dataclass(slots=True)
+@record
 class OneclickRequest:
     """The request body as the schema loaded it (field combinations already checked)."""
 
@@ -52,7 +50,7 @@ class OneclickRequest:
     products: tuple[OneclickItemRequest, ...]
 
 
-@dataclass(slots=True)
+@record
 class OneclickLine:
     """One product entry resolved against the catalog and priced."""
 
@@ -63,7 +61,7 @@ class OneclickLine:
     unit_amount: int
 
 
-@dataclass(slots=True)
+@record
 class OneclickOrder:
     merchant: Merchant
     buyer: Buyer

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from service.domain.money import percent_of
+from service.records import record
 
 
-# Built per order and never changed: not frozen, whose __init__ costs three times as
-# much (object.__setattr__ per field).
-@dataclass(slots=True)
+@record
 class CouponValue:
     """What a coupon takes off: a percentage, or a fixed amount in the order's currency."""
 
@@ -17,7 +14,7 @@ class CouponValue:
     amount_off: int | None = None
 
 
-@dataclass(slots=True)
+@record
 class Price:
     base: int
     discount_percent: int | None
