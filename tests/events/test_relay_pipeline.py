@@ -45,6 +45,18 @@ class HeldConfirms(OutboxRelay):
                 self.held_changed.clear()
                 await self.held_changed.wait()
 
+    async def first_batch_held_then_second_woken(self, placer: PlaceOrders) -> list[Any]:
+        """Once idle: an order, a round held at its confirms, another order, and a wake-up
+        for the next round. Returns the two orders."""
+        async with asyncio.timeout(10):
+            await self.idle.wait()
+        [first] = await placer()
+        self.wake()
+        await self.wait_held(1)
+        [second] = await placer()
+        self.wake()
+        return [first, second]
+
 
 class SecondSendHangs(HeldConfirms):
     """Holds the first batch's confirms, and the second batch hangs while being sent (a
@@ -90,6 +102,20 @@ class FirstMarkingFails(OutboxRelay):
         await super()._record_outcomes(conn, rows, outcomes)
 
 
+async def assert_abandoned_and_released(
+    relay: OutboxRelay, orders: Sequence[Any], db: asyncpg.Connection, pool: asyncpg.Pool
+) -> None:
+    """The relay abandoned its batches at the stop: their orders' events were neither marked
+    nor counted as an attempt, and no connection or transaction is left held."""
+    assert relay.batch_abandoned
+    for order in orders:
+        row = await outbox_row(db, order.event_id)
+        assert row["published_at"] is None
+        assert row["attempts"] == 0
+    assert pool.get_size() == pool.get_idle_size()
+    assert await open_transactions(db) == 0
+
+
 async def open_transactions(db: asyncpg.Connection) -> int:
     """Sessions of this database (but `db`'s) inside a transaction."""
     count: int = await db.fetchval(
@@ -119,13 +145,7 @@ async def test_the_next_batch_goes_out_while_the_last_one_waits_for_its_confirms
 ) -> None:
     relay = await start_relay(relay_config=woken_by_hand(config), relay_class=HeldConfirms)
     assert isinstance(relay, HeldConfirms)
-    async with asyncio.timeout(10):
-        await relay.idle.wait()
-    [first] = await placer()
-    relay.wake()
-    await relay.wait_held(1)
-    [second] = await placer()
-    relay.wake()
+    first, second = await relay.first_batch_held_then_second_woken(placer)
     # The second event reaches the consumer while the first batch still waits.
     await consumer.wait_for([first.event_id, second.event_id], timeout=5)
     await relay.wait_held(2)
@@ -154,24 +174,12 @@ async def test_two_batches_cut_off_at_the_stop_both_stay_unsent(
     )
     assert isinstance(relay, HeldConfirms)
     async with relay.running(shutdown_timeout=0.1):
-        async with asyncio.timeout(10):
-            await relay.idle.wait()
-        [first] = await placer()
-        relay.wake()
-        await relay.wait_held(1)
-        [second] = await placer()
-        relay.wake()
+        first, second = await relay.first_batch_held_then_second_woken(placer)
         await relay.wait_held(2)
         await consumer.wait_for([first.event_id, second.event_id], timeout=5)
     # The stop waited, then abandoned both batches: their transactions rolled back and
     # their connections went back to the pool.
-    assert relay.batch_abandoned
-    for order in (first, second):
-        row = await outbox_row(db, order.event_id)
-        assert row["published_at"] is None
-        assert row["attempts"] == 0
-    assert pool.get_size() == pool.get_idle_size()
-    assert await open_transactions(db) == 0
+    await assert_abandoned_and_released(relay, [first, second], db, pool)
     healthy = await start_relay(run=False)
     result = await healthy.publish_batch()
     assert result.published == 2
@@ -189,20 +197,10 @@ async def test_a_batch_cut_off_while_being_sent_releases_its_claim_and_connectio
     )
     assert isinstance(relay, SecondSendHangs)
     async with relay.running(shutdown_timeout=0.1):
-        async with asyncio.timeout(10):
-            await relay.idle.wait()
-        [first] = await placer()
-        relay.wake()
-        await relay.wait_held(1)
-        [second] = await placer()
-        relay.wake()
+        first, second = await relay.first_batch_held_then_second_woken(placer)
         async with asyncio.timeout(10):
             await relay.second_sending.wait()
-    assert relay.batch_abandoned
-    assert pool.get_size() == pool.get_idle_size()
-    assert await open_transactions(db) == 0
-    for order in (first, second):
-        assert (await outbox_row(db, order.event_id))["attempts"] == 0
+    await assert_abandoned_and_released(relay, [first, second], db, pool)
     healthy = await start_relay(run=False)
     assert (await healthy.publish_batch()).claimed == 2  # none is still locked
 
