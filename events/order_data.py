@@ -112,8 +112,7 @@ class RequestOrigin:
 # formatted for its row, its event's data and its envelope (a me_order's start_date is
 # most often the same moment, twice more): once is enough. Holding the datetime keeps
 # its id from going to another one, so `is` tells it is the same object.
-_FIRST = datetime(1970, 1, 1, tzinfo=UTC)
-_last_formatted: tuple[datetime, str] = (_FIRST, _FIRST.isoformat())
+_last_formatted: tuple[datetime | None, str] = (None, "")
 
 
 def isoformat_of(moment: datetime) -> str:

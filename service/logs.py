@@ -129,16 +129,6 @@ def _installed_config() -> tuple[Any, ...]:
     )
 
 
-def _config_is(installed: tuple[Any, ...]) -> bool:
-    config = structlog.get_config()
-    return (
-        config["wrapper_class"] is installed[1]
-        and config["logger_factory"] is installed[2]
-        and config["context_class"] is installed[3]
-        and tuple(config["processors"]) == installed[0]
-    )
-
-
 def log_access(fields: dict[str, Any]) -> None:
     """`structlog.get_logger("access").info("request", **fields)` (`fields` is taken over).
 
@@ -147,7 +137,7 @@ def log_access(fields: dict[str, Any]) -> None:
     per call): half the cost of the line, one of which every request writes.
     """
     installed = _json_info
-    if installed is None or not _config_is(installed[0]):
+    if installed is None or _installed_config() != installed[0]:
         # A logger of the configuration of the moment (a cached one keeps its first).
         structlog.get_logger("access").info("request", **fields)
         return

@@ -166,17 +166,9 @@ def test_what_the_fast_loop_does_not_cover_goes_through_marshmallow() -> None:
 # Review of the fast loop: what marshmallow does for a field left out, and partial=False.
 
 
-class Shouted(fields.String):
-    """A field overriding deserialize(), whose own code also runs for a left-out value."""
-
-    def deserialize(self, value: Any, attr: str | None = None, data: Any = None, **kw: Any) -> Any:
-        loaded = super().deserialize(value, attr, data, **kw)
-        return loaded.upper() if isinstance(loaded, str) else loaded
-
-
 class WithDefault(FastSchema):
     plain = fields.String(required=True)
-    shouted = Shouted(load_default="quiet")
+    shouted = Hooked(load_default="quiet")
 
 
 def test_a_left_out_field_overriding_deserialize_is_loaded_by_its_deserialize(
