@@ -11,6 +11,77 @@ SELECT place_order(x -> 0, x -> 1, x -> 2, x ->> 3, x ->> 4, (x ->> 5)::integer,
   FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS batch (x, n)
  ORDER BY n;
 
+-- name: place_plain_orders
+-- Several orders that need none of place_order's steps besides its inserts (no coupon to
+-- count, no Payway-style reference or customer, no Idempotency-Key to complete), written
+-- by one statement: $1 their rows of orders, $2 all their items, $3 their events (each
+-- with its aggregate_id), as JSON arrays. One INSERT per table instead of three per
+-- order: PostgreSQL starts an executor, and builds the table's CHECK constraints again,
+-- for every statement a plpgsql function runs, which made place_order cost PostgreSQL
+-- about twice the CPU per order of these three statements (0.21 against 0.11 ms, batches
+-- of 16 of the benchmark's orders). The items' foreign key to their order is checked at
+-- the end of the statement, when every order is in. If any order fails, none is written.
+WITH orders_written AS (
+    INSERT INTO orders SELECT * FROM jsonb_populate_recordset(NULL::orders, $1::jsonb)
+), items_written AS (
+    INSERT INTO order_items SELECT * FROM jsonb_populate_recordset(NULL::order_items, $2::jsonb)
+)
+INSERT INTO outbox (event_id, event_type, routing_key, aggregate_id, payload)
+SELECT event_id, event_type, routing_key, aggregate_id, payload
+  FROM jsonb_to_recordset($3::jsonb)
+       AS event (event_id uuid, event_type text, routing_key text, aggregate_id text,
+                 payload jsonb);
+
+-- name: place_customer_orders
+-- Several Payway-style orders with place_order's steps for them (a reference from the
+-- merchant's sequence; the customer's default address upserted, and the address used
+-- written into the order and its event) but no coupon and no Idempotency-Key, each of a
+-- different customer (the upsert can touch a row once per statement), by one statement:
+-- $1 is a JSON array with one [order row, items, event] entry per order. Their
+-- references come back in order. If any order fails, none is written.
+WITH batch AS MATERIALIZED (
+    SELECT entry -> 0 AS o, entry -> 1 AS items, entry -> 2 AS event, n
+      FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS entries (entry, n)
+), numbered AS MATERIALIZED (
+    SELECT batch.n, m.order_prefix || '-' || nextval(m.order_number_seq) AS reference
+      FROM batch JOIN merchants m ON m.id = (batch.o ->> 'merchant_id')::bigint
+), customers_written AS (
+    INSERT INTO customers AS c (merchant_id, account, default_address)
+    SELECT (o ->> 'merchant_id')::bigint, o ->> 'customer_account', o #> '{details,address}'
+      FROM batch
+     ORDER BY n
+    ON CONFLICT (merchant_id, account) DO UPDATE
+       SET default_address = COALESCE(EXCLUDED.default_address, c.default_address),
+           updated_at = now()
+    RETURNING c.merchant_id, c.account, c.default_address
+), completed AS MATERIALIZED (
+    SELECT batch.n, numbered.reference, batch.items, batch.event,
+           jsonb_set(jsonb_set(batch.o, '{reference}', to_jsonb(numbered.reference)),
+                     '{details,address}', COALESCE(written.default_address, 'null')) AS o,
+           COALESCE(written.default_address, 'null') AS address
+      FROM batch
+      JOIN numbered USING (n)
+      JOIN customers_written AS written
+        ON written.merchant_id = (batch.o ->> 'merchant_id')::bigint
+       AND written.account = batch.o ->> 'customer_account'
+), orders_written AS (
+    INSERT INTO orders
+    SELECT row.* FROM completed, jsonb_populate_record(NULL::orders, completed.o) AS row
+), items_written AS (
+    INSERT INTO order_items
+    SELECT item.* FROM completed,
+           jsonb_populate_recordset(NULL::order_items, completed.items) AS item
+), events_written AS (
+    INSERT INTO outbox (event_id, event_type, routing_key, aggregate_id, payload)
+    SELECT (event ->> 'event_id')::uuid, event ->> 'event_type', event ->> 'routing_key',
+           o ->> 'id',
+           jsonb_set(jsonb_set(event -> 'payload', '{data,order,reference}', to_jsonb(reference)),
+                     '{data,order,customer,address}', address)
+      FROM completed
+     ORDER BY n
+)
+SELECT reference FROM completed ORDER BY n;
+
 -- name: order_by_id
 -- One order of one merchant with its items (any family); the request token stays inside.
 SELECT o.id, o.reference, o.status, o.family, o.currency, o.base_amount,

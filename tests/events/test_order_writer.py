@@ -15,14 +15,17 @@ from dataclasses import replace
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 from prometheus_client import REGISTRY
 
 from service.config import Config
 from service.db import create_pool
+from service.domain.identifiers import new_order_id
 from service.errors import ServiceUnavailable
 from service.order_store import PreparedOrder, write_order
 from service.order_writer import OrderWriter, PlaceOrderArgs
+from service.sql import queries
 from tests.events.conftest import prepared_order
 from tests.support.locks import until_lock_waits
 
@@ -163,6 +166,178 @@ async def test_one_refused_order_fails_none_of_the_others(
     assert len(written) == 4
     assert {orders[0].row["id"], orders[3].row["id"], orders[4].row["id"]} <= written
     assert (REGISTRY.get_sample_value(ALONE_BATCHES) or 0.0) == alone_before + 1
+
+
+def twin_of(order: PreparedOrder, renamed: dict[str, str] | None = None) -> PreparedOrder:
+    """The same order under a new order id and event id (and `renamed` text replaced)."""
+    renamed = {
+        order.row["id"]: new_order_id(),
+        str(order.event["event_id"]): str(uuid.uuid4()),
+        **(renamed or {}),
+    }
+    text = orjson.dumps((order.row, order.items, order.event)).decode()
+    for old, new in renamed.items():
+        text = text.replace(old, new)
+    row, items, event = orjson.loads(text)
+    return PreparedOrder(row, items, event, order.response_status, order.response_body)
+
+
+async def stored_as_written(db: asyncpg.Connection, order: PreparedOrder) -> str:
+    """Everything stored for the order (row, items, event) as JSON, its ids replaced by
+    placeholders and without the outbox row's own id and transaction time, so that an
+    order and its twin compare equal."""
+    text: str = await db.fetchval(
+        """SELECT jsonb_build_object(
+                    'order', (SELECT to_jsonb(o) FROM orders o WHERE o.id = $1),
+                    'items', (SELECT jsonb_agg(to_jsonb(i) ORDER BY i.position)
+                                FROM order_items i WHERE i.order_id = $1),
+                    'event', (SELECT to_jsonb(e) - 'id' - 'created_at'
+                                FROM outbox e WHERE e.aggregate_id = $1)
+                  )::text""",
+        order.row["id"],
+    )
+    return text.replace(order.row["id"], "ORDER").replace(str(order.event["event_id"]), "EVENT")
+
+
+async def test_plain_orders_written_together_store_what_place_order_stores(
+    pool: asyncpg.Pool, db: asyncpg.Connection, config: Config
+) -> None:
+    # Orders with no coupon, customer or Idempotency-Key go in one statement of inserts
+    # (place_plain_orders) instead of place_order each: the same rows either way.
+    metadata = {"campaign": "winter", "nested": {"b": [1, 2.5, None], "a": "ü"}}
+    orders = [await prepared_order(db, config, metadata=metadata) for _ in range(4)]
+    orders[1].row.update(buyer_ip="2001:db8::2", request_token=f"token-{orders[1].row['id']}")
+    twins = [twin_of(order) for order in orders]
+    assert await write_at_once(pool, orders) == [None] * 4
+    assert await transactions_of(db, orders) == 1
+    for twin in twins:
+        await db.fetchval(queries.place_order, *args_of(twin))
+    for order, twin in zip(orders, twins, strict=True):
+        assert await stored_as_written(db, order) == await stored_as_written(db, twin)
+    # The relay sends events in outbox id order: the batch's, in the order handed over.
+    sent_order = await db.fetch(
+        "SELECT aggregate_id FROM outbox WHERE aggregate_id = ANY($1::text[]) ORDER BY id",
+        [order.row["id"] for order in orders],
+    )
+    assert [row["aggregate_id"] for row in sent_order] == [order.row["id"] for order in orders]
+
+
+async def test_a_batch_writes_each_kind_of_order_together(
+    pool: asyncpg.Pool, db: asyncpg.Connection, config: Config
+) -> None:
+    # Plain orders in one statement, the customers' orders (one each) in another, and
+    # the rest through place_order: here one order with a coupon, written alone.
+    tag = uuid.uuid4().hex[:8]
+    plain = await orders_of(db, 3, config)
+    customers = [await customer_order(db, config, f"mixed-{tag}-{n}") for n in range(2)]
+    with_coupon = await prepared_order(db, config)
+    coupon_id = await with_new_coupon(db, with_coupon)
+    orders = [plain[0], customers[0], plain[1], with_coupon, plain[2], customers[1]]
+    results = await write_at_once(pool, orders)
+    # Each answer goes to its own order: a reference for each me_order order, None else.
+    assert [isinstance(result, str) for result in results] == [
+        order in customers for order in orders
+    ], results
+    assert len(set(results[1::4])) == 2
+    assert await stored(db, orders) == {order.row["id"] for order in orders}
+    assert await transactions_of(db, plain) == 1
+    assert await transactions_of(db, customers) == 1
+    assert await transactions_of(db, orders) == 3
+    redeemed = await db.fetchval("SELECT times_redeemed FROM coupons WHERE id = $1", coupon_id)
+    assert redeemed == 1
+
+
+ADDRESS = {"street": "Storgatan 1", "postalCode": "111 22", "city": "Stockholm"}
+DEFAULT_ADDRESS = {"street": "Default 2", "postalCode": "222 33", "city": "Uppsala"}
+
+
+async def known_customer(db: asyncpg.Connection, account: str) -> None:
+    merchant_id = await db.fetchval("SELECT id FROM merchants WHERE code = 'eyezy'")
+    await db.execute(
+        "INSERT INTO customers (merchant_id, account, default_address) VALUES ($1, $2, $3)",
+        merchant_id,
+        account,
+        DEFAULT_ADDRESS,
+    )
+
+
+async def test_customer_orders_written_together_store_what_place_order_stores(
+    pool: asyncpg.Pool, db: asyncpg.Connection, config: Config
+) -> None:
+    # Three customers: a known one with a default address and none given, a new one
+    # giving an address, a new one giving none. Their twins' customers (the same, under
+    # another tag) are in the same states.
+    tag, twin_tag = uuid.uuid4().hex[:8], uuid.uuid4().hex[:8]
+    for known in (f"known-{tag}", f"known-{twin_tag}"):
+        await known_customer(db, known)
+    orders = [
+        await customer_order(db, config, f"{state}-{tag}") for state in ("known", "new", "bare")
+    ]
+    orders[1].row["details"] = {"address": ADDRESS, "language": "sv-SE"}
+    twins = [twin_of(order, {tag: twin_tag}) for order in orders]
+    references = await write_at_once(pool, orders)
+    assert await transactions_of(db, orders) == 1
+    twin_references = [await db.fetchval(queries.place_order, *args_of(t)) for t in twins]
+    for order, twin, reference, twin_reference in zip(
+        orders, twins, references, twin_references, strict=True
+    ):
+        ours = await stored_as_written(db, order)
+        theirs = await stored_as_written(db, twin)
+        assert reference in ours and twin_reference in theirs
+        assert ours.replace(reference, "REF").replace(tag, "TAG") == theirs.replace(
+            twin_reference, "REF"
+        ).replace(twin_tag, "TAG")
+    addresses = await db.fetch(
+        "SELECT account, default_address FROM customers WHERE account = ANY($1::text[])",
+        [order.row["customer_account"] for order in orders],
+    )
+    assert {row["account"]: row["default_address"] for row in addresses} == {
+        f"known-{tag}": DEFAULT_ADDRESS,
+        f"new-{tag}": ADDRESS,
+        f"bare-{tag}": None,
+    }
+
+
+async def test_one_refused_customer_order_fails_none_of_the_others(
+    pool: asyncpg.Pool, db: asyncpg.Connection, config: Config
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    orders = [await customer_order(db, config, f"refused-{tag}-{n}") for n in range(3)]
+    taken = (await write_at_once(pool, [await customer_order(db, config, f"first-{tag}")]))[0]
+    assert isinstance(taken, str)
+    # An order id drawn twice: the middle order's id is one already stored.
+    existing = await db.fetchval("SELECT id FROM orders WHERE reference = $1", taken)
+    orders[1].row["id"] = existing
+    alone_before = REGISTRY.get_sample_value(ALONE_BATCHES) or 0.0
+    results = await write_at_once(pool, orders)
+    assert isinstance(results[1], asyncpg.UniqueViolationError), results
+    assert results[1].constraint_name == "orders_pkey"
+    assert isinstance(results[0], str) and isinstance(results[2], str), results
+    assert (REGISTRY.get_sample_value(ALONE_BATCHES) or 0.0) == alone_before + 1
+    assert await stored(db, [orders[0], orders[2]]) == {orders[0].row["id"], orders[2].row["id"]}
+
+
+async def test_a_customers_second_order_in_a_batch_sees_what_the_first_wrote(
+    pool: asyncpg.Pool, db: asyncpg.Connection, config: Config
+) -> None:
+    # The first gives an address, the second none: the second is written after the
+    # first (through place_order) and gets the address the first made the default.
+    account = f"twice-{uuid.uuid4().hex[:8]}"
+    first, second = [await customer_order(db, config, account) for _ in range(2)]
+    first.row["details"] = {"address": ADDRESS}
+    alone_before = REGISTRY.get_sample_value(ALONE_BATCHES) or 0.0
+    references = await write_at_once(pool, [first, second])
+    # Not by a refused batch written again order by order.
+    assert (REGISTRY.get_sample_value(ALONE_BATCHES) or 0.0) == alone_before
+    assert all(isinstance(reference, str) for reference in references), references
+    assert await transactions_of(db, [first, second]) == 2
+    for order in (first, second):
+        details = await db.fetchval("SELECT details FROM orders WHERE id = $1", order.row["id"])
+        assert details["address"] == ADDRESS
+        payload = await db.fetchval(
+            "SELECT payload FROM outbox WHERE aggregate_id = $1", order.row["id"]
+        )
+        assert payload["data"]["order"]["customer"]["address"] == ADDRESS
 
 
 # The statement timeout of the tests whose orders wait it out.
@@ -408,6 +583,8 @@ async def customer_order(
 ) -> PreparedOrder:
     order = await prepared_order(db, config)
     order.row.update(family="me_order", customer_account=account, details={})
+    # Where place_order writes the customer's address into the event.
+    order.event["payload"]["data"]["order"]["customer"] = {"account": account, "address": None}
     if coupon:
         order.row.update(coupon_id=coupon[0], coupon_code=coupon[1])
     return order
