@@ -44,14 +44,15 @@ ORDERS_CREATED = Counter(
 ORDERS_CREATED_BY_FAMILY = {family: ORDERS_CREATED.labels(family) for family in get_args(Family)}
 ORDER_WRITE_BATCH_SIZE = Histogram(
     "order_service_order_write_batch_size",
-    "Orders sent to PostgreSQL together, in one transaction (group commit); 1 is an order "
-    "alone. A transaction PostgreSQL refused counts too.",
+    "Orders a writer took and sent to PostgreSQL together (group commit: each kind of order "
+    "among them in one transaction); 1 is an order alone. A batch PostgreSQL refused counts "
+    "too.",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 500),
 )
 ORDER_BATCHES_WRITTEN_ALONE = Counter(
     "order_service_order_batches_written_alone_total",
-    "Batches PostgreSQL refused for one of their orders (a replay, an exhausted coupon, a "
-    "deadlock), whose orders were then written one by one.",
+    "Groups of a batch (one kind of order each) PostgreSQL refused for one of their orders "
+    "(a replay, an exhausted coupon, a deadlock), whose orders were then written one by one.",
 )
 OUTBOX_BACKLOG = Gauge(
     "order_service_outbox_backlog",

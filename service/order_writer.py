@@ -42,7 +42,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -259,9 +259,11 @@ class OrderWriter:
                 batch = _take(handed, loop.time())
                 if not batch:
                     return
+                ORDER_WRITE_BATCH_SIZE.observe(len(batch))
+                timeouts = _Timeouts()
                 try:
                     for group in _groups(batch):
-                        await self._write_group(conn, group)
+                        await self._write_group(conn, group, timeouts)
                 except DATABASE_DOWN as exc:
                     # Answered before the connection goes back to the pool: giving back
                     # one whose query timed out on a database that stopped answering
@@ -278,51 +280,65 @@ class OrderWriter:
                 _fail(pending.result, exc)
             return
 
-    async def _write_group(self, conn: asyncpg.Connection, group: _Group) -> None:
+    async def _write_group(
+        self, conn: asyncpg.Connection, group: _Group, timeouts: _Timeouts
+    ) -> None:
         """Writes the group's orders in one transaction and answers them; if PostgreSQL
-        refuses it for one of them, each is written alone."""
-        ORDER_WRITE_BATCH_SIZE.observe(len(group.orders))
-        if len(group.orders) == 1:
-            await _write_alone(conn, group.orders[0])
+        refuses it for one of them, each is written alone. After a statement timeout in
+        the batch, its later groups are written order by order, so that a database too
+        slow for any order costs a batch three timeouts at most, however many groups it
+        has: the group's, and two of orders alone (see _Timeouts)."""
+        if len(group.orders) == 1 or timeouts.group_timed_out:
+            for pending in group.orders:
+                await _write_alone_in_batch(conn, pending, timeouts)
             return
         try:
             references = await group.write(conn, group.orders)
         except Exception as exc:
             if not _refused_for_an_order(exc):
                 raise
-            await self._write_each_alone(conn, group.orders, exc)
+            timeouts.group_timed_out = isinstance(exc, asyncpg.QueryCanceledError)
+            ORDER_BATCHES_WRITTEN_ALONE.inc()
+            log.info("order_batch_written_alone", orders=len(group.orders), error=repr(exc))
+            for pending in group.orders:
+                await _write_alone_in_batch(conn, pending, timeouts)
             return
         for pending, reference in zip(group.orders, references, strict=True):
             _answer(pending.result, reference)
 
-    @staticmethod
-    async def _write_each_alone(
-        conn: asyncpg.Connection, batch: list[_Pending], refused: Exception
-    ) -> None:
-        ORDER_BATCHES_WRITTEN_ALONE.inc()
-        log.info("order_batch_written_alone", orders=len(batch), error=repr(refused))
-        # Rows an order timed out waiting for (most likely): the orders needing one of them
-        # get that answer at once rather than a statement timeout each. A second timeout,
-        # or one of an order needing no such row, is a database too slow for any order:
-        # the rest get it at once.
-        waited_for: set[Hashable] = set()
-        timed_out: asyncpg.QueryCanceledError | None = None
-        gave_up = False
-        for pending in batch:
-            if pending.result.done():
-                # Its request is gone (cut off at shutdown): not written after all.
-                continue
-            rows = _rows_locked(pending)
-            if timed_out is not None and (gave_up or not waited_for.isdisjoint(rows)):
-                _fail(pending.result, timed_out)
-                continue
-            try:
-                await _write_alone(conn, pending)
-            except asyncpg.QueryCanceledError as exc:
-                _fail(pending.result, exc)
-                gave_up = timed_out is not None or not rows
-                timed_out = exc
-                waited_for.update(rows)
+
+@dataclass(slots=True)
+class _Timeouts:
+    """A batch's statement timeouts so far. The rows an order timed out waiting for
+    alone (most likely): the orders needing one of them get that answer at once rather
+    than a statement timeout each. A second timeout alone, or one of an order needing no
+    such row, is a database too slow for any order: the rest get it at once."""
+
+    group_timed_out: bool = False
+    alone: asyncpg.QueryCanceledError | None = None
+    waited_for: set[Hashable] = field(default_factory=set)
+    gave_up: bool = False
+
+
+async def _write_alone_in_batch(
+    conn: asyncpg.Connection, pending: _Pending, timeouts: _Timeouts
+) -> None:
+    if pending.result.done():
+        # Its request is gone (cut off at shutdown): not written after all.
+        return
+    rows = _rows_locked(pending)
+    if timeouts.alone is not None and (
+        timeouts.gave_up or not timeouts.waited_for.isdisjoint(rows)
+    ):
+        _fail(pending.result, timeouts.alone)
+        return
+    try:
+        await _write_alone(conn, pending)
+    except asyncpg.QueryCanceledError as exc:
+        _fail(pending.result, exc)
+        timeouts.gave_up = timeouts.alone is not None or not rows
+        timeouts.alone = exc
+        timeouts.waited_for.update(rows)
 
 
 async def _write_alone(conn: asyncpg.Connection, pending: _Pending) -> None:

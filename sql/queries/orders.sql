@@ -43,8 +43,11 @@ WITH batch AS MATERIALIZED (
     SELECT entry -> 0 AS o, entry -> 1 AS items, entry -> 2 AS event, n
       FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS entries (entry, n)
 ), numbered AS MATERIALIZED (
+    -- Sorted, references are drawn in the batch's order (PostgreSQL evaluates a volatile
+    -- output column after the sort; the join alone can return the rows reversed).
     SELECT batch.n, m.order_prefix || '-' || nextval(m.order_number_seq) AS reference
       FROM batch JOIN merchants m ON m.id = (batch.o ->> 'merchant_id')::bigint
+     ORDER BY batch.n
 ), customers_written AS (
     INSERT INTO customers AS c (merchant_id, account, default_address)
     SELECT (o ->> 'merchant_id')::bigint, o ->> 'customer_account', o #> '{details,address}'

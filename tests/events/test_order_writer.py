@@ -317,6 +317,17 @@ async def test_one_refused_customer_order_fails_none_of_the_others(
     assert await stored(db, [orders[0], orders[2]]) == {orders[0].row["id"], orders[2].row["id"]}
 
 
+async def test_customer_orders_written_together_draw_their_references_in_batch_order(
+    pool: asyncpg.Pool, db: asyncpg.Connection, config: Config
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    orders = [await customer_order(db, config, f"ordered-{tag}-{n:02d}") for n in range(12)]
+    references = await write_at_once(pool, orders)
+    assert await transactions_of(db, orders) == 1
+    numbers = [int(str(reference).rsplit("-", 1)[1]) for reference in references]
+    assert numbers == sorted(numbers), numbers
+
+
 async def test_a_customers_second_order_in_a_batch_sees_what_the_first_wrote(
     pool: asyncpg.Pool, db: asyncpg.Connection, config: Config
 ) -> None:
@@ -393,6 +404,56 @@ async def test_a_second_timeout_alone_fails_the_rest_at_once(
     assert all(isinstance(result, asyncpg.QueryCanceledError) for result in results)
     assert await stored(db, orders) == set()
     # The batch's timeout and two orders', not a fourth.
+    assert 3 * STATEMENT_TIMEOUT <= elapsed < 3.7 * STATEMENT_TIMEOUT, elapsed
+
+
+async def test_a_group_of_one_timing_out_fails_none_of_the_other_groups(
+    db: asyncpg.Connection, config: Config
+) -> None:
+    # The batch's customer order waits out the statement timeout on its customer's row;
+    # its coupon order, another group, needs none of that row and is written.
+    account = f"held-{uuid.uuid4().hex[:8]}"
+    await known_customer(db, account)
+    held = await customer_order(db, config, account)
+    other = await prepared_order(db, config)
+    await with_new_coupon(db, other)
+    async with db.transaction():
+        await db.execute(
+            "SELECT 1 FROM customers WHERE merchant_id = $1 AND account = $2 FOR UPDATE",
+            held.row["merchant_id"],
+            account,
+        )
+        results, _ = await write_at_once_with_coupons_held(db, config, [held, other], [])
+    assert isinstance(results[0], asyncpg.QueryCanceledError), results
+    assert results[1] is None, results
+    assert await stored(db, [held, other]) == {other.row["id"]}
+
+
+async def test_a_slow_database_costs_a_batch_of_several_groups_three_timeouts_at_most(
+    db: asyncpg.Connection, config: Config
+) -> None:
+    # Two customers' rows and two coupons held: the customers' group times out, then its
+    # two orders alone; the coupon orders, a later group, get that answer at once.
+    tag = uuid.uuid4().hex[:8]
+    accounts = [f"slow-{tag}-{n}" for n in range(2)]
+    for account in accounts:
+        await known_customer(db, account)
+    customers = [await customer_order(db, config, account) for account in accounts]
+    coupons = [await prepared_order(db, config) for _ in range(2)]
+    coupon_ids = [await with_new_coupon(db, order) for order in coupons]
+    async with db.transaction():
+        await db.execute(
+            "SELECT 1 FROM customers WHERE merchant_id = $1 AND account = ANY($2::text[]) "
+            "FOR UPDATE",
+            customers[0].row["merchant_id"],
+            accounts,
+        )
+        results, elapsed = await write_at_once_with_coupons_held(
+            db, config, [*customers, *coupons], coupon_ids
+        )
+    assert all(isinstance(result, asyncpg.QueryCanceledError) for result in results), results
+    assert await stored(db, [*customers, *coupons]) == set()
+    # The group's timeout and two orders', not a fourth.
     assert 3 * STATEMENT_TIMEOUT <= elapsed < 3.7 * STATEMENT_TIMEOUT, elapsed
 
 
