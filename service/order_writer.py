@@ -263,7 +263,7 @@ class OrderWriter:
                 timeouts = _Timeouts()
                 try:
                     for group in _groups(batch):
-                        await self._write_group(conn, group, timeouts)
+                        await _write_group(conn, group, timeouts)
                 except DATABASE_DOWN as exc:
                     # Answered before the connection goes back to the pool: giving back
                     # one whose query timed out on a database that stopped answering
@@ -280,32 +280,6 @@ class OrderWriter:
                 _fail(pending.result, exc)
             return
 
-    async def _write_group(
-        self, conn: asyncpg.Connection, group: _Group, timeouts: _Timeouts
-    ) -> None:
-        """Writes the group's orders in one transaction and answers them; if PostgreSQL
-        refuses it for one of them, each is written alone. After a statement timeout in
-        the batch, its later groups are written order by order, so that a database too
-        slow for any order costs a batch three timeouts at most, however many groups it
-        has: the group's, and two of orders alone (see _Timeouts)."""
-        if len(group.orders) == 1 or timeouts.group_timed_out:
-            for pending in group.orders:
-                await _write_alone_in_batch(conn, pending, timeouts)
-            return
-        try:
-            references = await group.write(conn, group.orders)
-        except Exception as exc:
-            if not _refused_for_an_order(exc):
-                raise
-            timeouts.group_timed_out = isinstance(exc, asyncpg.QueryCanceledError)
-            ORDER_BATCHES_WRITTEN_ALONE.inc()
-            log.info("order_batch_written_alone", orders=len(group.orders), error=repr(exc))
-            for pending in group.orders:
-                await _write_alone_in_batch(conn, pending, timeouts)
-            return
-        for pending, reference in zip(group.orders, references, strict=True):
-            _answer(pending.result, reference)
-
 
 @dataclass(slots=True)
 class _Timeouts:
@@ -318,6 +292,31 @@ class _Timeouts:
     alone: asyncpg.QueryCanceledError | None = None
     waited_for: set[Hashable] = field(default_factory=set)
     gave_up: bool = False
+
+
+async def _write_group(conn: asyncpg.Connection, group: _Group, timeouts: _Timeouts) -> None:
+    """Writes the group's orders in one transaction and answers them; if PostgreSQL
+    refuses it for one of them, each is written alone. After a statement timeout in
+    the batch, its later groups are written order by order, so that a database too
+    slow for any order costs a batch three timeouts at most, however many groups it
+    has: the group's, and two of orders alone (see _Timeouts)."""
+    if len(group.orders) == 1 or timeouts.group_timed_out:
+        for pending in group.orders:
+            await _write_alone_in_batch(conn, pending, timeouts)
+        return
+    try:
+        references = await group.write(conn, group.orders)
+    except Exception as exc:
+        if not _refused_for_an_order(exc):
+            raise
+        timeouts.group_timed_out = isinstance(exc, asyncpg.QueryCanceledError)
+        ORDER_BATCHES_WRITTEN_ALONE.inc()
+        log.info("order_batch_written_alone", orders=len(group.orders), error=repr(exc))
+        for pending in group.orders:
+            await _write_alone_in_batch(conn, pending, timeouts)
+        return
+    for pending, reference in zip(group.orders, references, strict=True):
+        _answer(pending.result, reference)
 
 
 async def _write_alone_in_batch(
