@@ -47,6 +47,16 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 # What the order writers may take, on shutdown, to finish the batches they hold.
 ORDER_WRITER_STOP_SECONDS = 3.0
+# Pool connections the standby order writers leave to the rest of the process, however
+# many of them are held up: the relay's two batches in flight, and one for Idempotency-Key
+# claims, health checks and NOTIFY.
+CONNECTIONS_BESIDES_ORDER_WRITERS = 3
+
+
+def standby_writers(config: Config) -> int:
+    """Standby order writers: what DB_POOL_MAX leaves beside the writers, at least one."""
+    spare = config.db_pool_max - config.order_writers - CONNECTIONS_BESIDES_ORDER_WRITERS
+    return max(1, spare)
 
 
 async def _order_writer(app: web.Application) -> AsyncIterator[None]:
@@ -59,6 +69,7 @@ async def _order_writer(app: web.Application) -> AsyncIterator[None]:
         queue_timeout=config.db_acquire_timeout,
         drain_timeout=ORDER_WRITER_STOP_SECONDS,
         standby_after=STANDBY_AFTER,
+        standbys=standby_writers(config),
     )
     app[ORDER_WRITER] = writer
     async with writer.running():

@@ -25,7 +25,9 @@ was).
 While every writer's batch has been in PostgreSQL for `standby_after` (held up: waiting
 for a row another transaction holds, most often), a standby writer takes the orders
 behind them that need none of the rows those batches lock or wait for; the others wait
-for the batch holding their row.
+for the batch holding their row. A standby's batch held up in turn wakes the next
+standby, up to `standbys` of them, so that locks held elsewhere on several rows (a
+catalog load rewriting coupons) hold up only the orders needing those rows.
 
 An order has one deadline, `queue_timeout` (DB_ACQUIRE_TIMEOUT) from the moment it is
 handed over, for the wait for a writer and the writer's wait for a connection together:
@@ -61,7 +63,7 @@ PlaceOrderArgs = tuple[Any, Any, Any, Any, Any, Any, Any, Any]
 ROW, ITEMS, EVENT, KEY, BODY = 0, 1, 2, 4, 6
 DEADLOCK_ATTEMPTS = 3
 # A batch still in PostgreSQL this long after it started is held up (a batch of the
-# benchmark's load takes 5-20 ms): the standby writer starts on the orders behind it.
+# benchmark's load takes 5-20 ms): a standby writer starts on the orders behind it.
 STANDBY_AFTER = 0.25
 
 
@@ -87,15 +89,19 @@ class OrderWriter:
         queue_timeout: float,
         drain_timeout: float = 10.0,
         standby_after: float | None = None,
+        standbys: int = 1,
     ) -> None:
         self._pool = pool
         self._writers = writers
-        # With a time, one more writer stands by: it takes orders only while every writer
-        # has been in its batch longer than that (held up: a row lock another transaction
-        # holds, say), so one held-up batch does not hold up every order behind it. The
-        # rest of the time a single batch in PostgreSQL leaves the event loop its core.
+        # With a time, `standbys` more writers stand by. One takes orders only while every
+        # writer, and every standby already out, has been in its batch longer than that
+        # (held up: a row lock another transaction holds, say), so held-up batches do not
+        # hold up every order behind them. The rest of the time a single batch in
+        # PostgreSQL leaves the event loop its core. Each standby out holds a connection.
         self._standby_after = standby_after
-        self._in_batch = 0
+        self._standbys = standbys if standby_after is not None else 0
+        self._in_batch = 0  # writers (not standbys) in a batch
+        self._standbys_out = 0  # standbys taking a batch or writing it
         self._held_up = asyncio.Event()
         # The rows that batches held up in PostgreSQL lock (or wait for), one entry per such
         # batch: the standby leaves orders needing one of them for after that batch, which
@@ -154,8 +160,10 @@ class OrderWriter:
             asyncio.create_task(self._write_forever(), name=f"order-writer-{n}")
             for n in range(self._writers)
         ]
-        if self._standby_after is not None:
-            self._tasks.append(asyncio.create_task(self._stand_by(), name="order-writer-standby"))
+        self._tasks += [
+            asyncio.create_task(self._stand_by(), name=f"order-writer-standby-{n}")
+            for n in range(self._standbys)
+        ]
         self._accepting = True
         try:
             yield self
@@ -178,36 +186,64 @@ class OrderWriter:
                 _fail(future, TimeoutError("shut down before written"))
 
     async def _write_forever(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch = await self._next_batch()
             self._in_batch += 1
-            held_up = (
-                loop.call_later(self._standby_after, self._check_held_up, batch)
-                if self._standby_after is not None
-                else None
-            )
             try:
-                await self._write_guarded(batch)
+                await self._write_watched(batch)
             finally:
                 self._in_batch -= 1
-                if held_up is not None:
-                    held_up.cancel()
-                self._held_up.clear()
-                self._release_held_rows(batch)
 
     async def _stand_by(self) -> None:
         while True:
-            await self._held_up.wait()
-            # Once it has taken a batch it writes it, even if the writers are free again
-            # by then: at most one batch more in PostgreSQL at once.
-            await self._write_guarded(await self._next_batch(avoid_held_rows=True))
+            # Every standby waiting is woken; the first out makes the others wait again.
+            while not self._standby_wanted():
+                self._held_up.clear()
+                await self._held_up.wait()
+            self._standbys_out += 1
+            try:
+                # Once it has taken a batch it writes it, even if the writers are free
+                # again by then: at most one batch more in PostgreSQL per held-up one.
+                await self._write_watched(await self._next_batch(avoid_held_rows=True))
+            finally:
+                self._standbys_out -= 1
+
+    def _standby_wanted(self) -> bool:
+        """Every writer and every standby out is in a batch held up: nobody is left to
+        take the orders behind them."""
+        return (
+            self._in_batch == self._writers
+            and len(self._held_rows) == self._writers + self._standbys_out
+        )
+
+    async def _write_watched(self, batch: list[_Pending]) -> None:
+        """_write_guarded, and the batch's rows recorded as held once it has been in
+        PostgreSQL for standby_after."""
+        held_up = (
+            asyncio.get_running_loop().call_later(self._standby_after, self._check_held_up, batch)
+            if self._standby_after is not None
+            else None
+        )
+        try:
+            await self._write_guarded(batch)
+        finally:
+            if held_up is not None:
+                held_up.cancel()
+            self._release_held_rows(batch)
 
     def _check_held_up(self, batch: list[_Pending]) -> None:
         self._held_rows[id(batch)] = frozenset(row for p in batch for row in _rows_locked(p))
-        if self._in_batch == self._writers and not self._held_up.is_set():
-            log.warning("order_writers_held_up", seconds=self._standby_after, queued=self.queued)
-            self._held_up.set()
+        if self._standby_wanted():
+            standbys_left = self._standbys - self._standbys_out
+            log.warning(
+                "order_writers_held_up",
+                seconds=self._standby_after,
+                held_batches=len(self._held_rows),
+                standbys_left=standbys_left,
+                queued=self.queued,
+            )
+            if standbys_left:
+                self._held_up.set()
 
     def _release_held_rows(self, batch: list[_Pending]) -> None:
         if self._held_rows.pop(id(batch), None) is None:
