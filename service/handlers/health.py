@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import asyncpg
 from aiohttp import web
@@ -20,13 +21,28 @@ async def live(request: web.Request) -> web.Response:
 
 
 async def database_answers(pool: asyncpg.Pool, seconds: float) -> bool:
-    """The database answers `SELECT 1` on a connection of `pool` within `seconds`."""
+    """The database answers `SELECT 1` on a connection of `pool` within `seconds`.
+
+    The connection goes back within the same deadline: asyncpg gives back one whose query
+    was cut off only once the server has settled the cancellation, which a database that
+    stopped answering never does (the probe took its command timeout, 6 s, beyond), so
+    past the deadline it is closed instead.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
     try:
-        async with asyncio.timeout(seconds):
-            async with pool.acquire() as conn:
-                await conn.fetchval(queries.ping)
+        async with asyncio.timeout_at(deadline):
+            conn = await pool.acquire()
     except Exception:  # noqa: BLE001 - any failure means not ready
         return False
+    try:
+        async with asyncio.timeout_at(deadline):
+            await conn.fetchval(queries.ping)
+    except Exception:  # noqa: BLE001 - any failure means not ready
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await pool.release(conn, timeout=max(0.0, deadline - loop.time()))
     return True
 
 

@@ -222,3 +222,25 @@ async def test_a_database_that_stops_answering_gets_503_within_the_statement_tim
     assert response.status == 503
     assert (await response.json())["error"]["code"] == "database_unavailable"
     assert took < frozen.db_command_timeout + 1.0
+
+
+async def test_readiness_with_a_database_that_stops_answering_is_503_within_the_acquire_timeout(
+    aiohttp_client: Any, config: Config, proxy: TcpProxy
+) -> None:
+    # The probe's ping, cut off at its deadline on a connection the pool kept, gives the
+    # connection back at once (closed) instead of waiting for asyncpg to settle the
+    # cancelled query, which a frozen host never does.
+    frozen = replace(
+        config, database_url=proxy.url_for(config.database_url), db_acquire_timeout=ACQUIRE_TIMEOUT
+    )
+    client = await aiohttp_client(create_app(frozen))
+    assert (await client.get("/health/ready")).status == 200  # the pool keeps its connection
+    proxy.freeze()
+    try:
+        response, took = await timed(client.get("/health/ready"))
+    finally:
+        proxy.thaw()
+    assert response.status == 503
+    assert (await response.json())["checks"]["database"] == "down"
+    assert took < ANSWER_WITHIN
+    assert (await client.get("/health/ready")).status == 200
