@@ -751,34 +751,41 @@ async def test_orders_needing_a_held_row_do_not_hold_up_the_standby(
     assert await stored(db, [held, same_coupon, plain]) == ids
 
 
+@asynccontextmanager
+async def two_batches_held_up(
+    db: asyncpg.Connection, writer: OrderWriter, first: PreparedOrder, second: PreparedOrder
+) -> AsyncIterator[list[asyncio.Task[str | None]]]:
+    """`first` and `second`, each with a coupon of its own whose row is held here (a catalog
+    load rewriting coupons, say), handed to `writer` in turn: the writer's batch waits for
+    one row, a standby's (once that batch has been held up) for the other. Both are
+    written once the block ends."""
+    coupons = [await with_new_coupon(db, order) for order in (first, second)]
+    async with db.transaction():
+        await db.execute("SELECT 1 FROM coupons WHERE id = ANY($1::bigint[]) FOR UPDATE", coupons)
+        writing = []
+        for waiting, order in enumerate((first, second), start=1):
+            writing.append(asyncio.create_task(writer.place_order(args_of(order))))
+            await until_lock_waits(db, waiting)
+        yield writing
+    assert [await task for task in writing] == [None, None]
+
+
 async def test_a_held_up_standby_does_not_hold_up_the_orders_behind_it(
     pool: asyncpg.Pool, db: asyncpg.Connection, config: Config
 ) -> None:
-    # Two coupon rows held here (a catalog load rewriting coupons, say): the writer's batch
-    # waits for one, the standby's for the other. Once that one has been held up too, the
-    # next standby takes the order behind them, which needs neither row.
+    # Once the standby's batch has been held up too, the next standby takes the order
+    # behind them, which needs neither row.
     standby_after = 0.2
     first, second, plain = await orders_of(db, 3, config)
-    first_coupon = await with_new_coupon(db, first)
-    second_coupon = await with_new_coupon(db, second)
     writer = OrderWriter(
         pool, writers=1, max_batch=32, queue_timeout=5.0, standby_after=standby_after, standbys=2
     )
-    async with writer.running(), db.transaction():
-        await db.execute(
-            "SELECT 1 FROM coupons WHERE id = ANY($1::bigint[]) FOR UPDATE",
-            [first_coupon, second_coupon],
-        )
-        writing_first = asyncio.create_task(writer.place_order(args_of(first)))
-        await until_lock_waits(db, 1)
-        writing_second = asyncio.create_task(writer.place_order(args_of(second)))
-        await until_lock_waits(db, 2)
+    async with writer.running(), two_batches_held_up(db, writer, first, second) as writing:
         started = time.monotonic()
         assert await asyncio.wait_for(writer.place_order(args_of(plain)), 2.0) is None
         answered_after = time.monotonic() - started
-        assert not writing_first.done() and not writing_second.done()
+        assert not any(task.done() for task in writing)
     assert answered_after < standby_after + LATE_BY_AT_MOST
-    assert await writing_first is None and await writing_second is None
     ids = {order.row["id"] for order in (first, second, plain)}
     assert await stored(db, [first, second, plain]) == ids
 
@@ -788,25 +795,11 @@ async def test_standbys_stop_at_their_number(
 ) -> None:
     # With one standby, held up too, no writer is left: the order behind them waits for
     # its deadline (503) rather than one more connection being taken from the pool.
-    standby_after = 0.2
     first, second, plain = await orders_of(db, 3, config)
-    first_coupon = await with_new_coupon(db, first)
-    second_coupon = await with_new_coupon(db, second)
-    writer = OrderWriter(
-        pool, writers=1, max_batch=32, queue_timeout=DEADLINE, standby_after=standby_after
-    )
-    async with writer.running(), db.transaction():
-        await db.execute(
-            "SELECT 1 FROM coupons WHERE id = ANY($1::bigint[]) FOR UPDATE",
-            [first_coupon, second_coupon],
-        )
-        writing = [asyncio.create_task(writer.place_order(args_of(first)))]
-        await until_lock_waits(db, 1)
-        writing.append(asyncio.create_task(writer.place_order(args_of(second))))
-        await until_lock_waits(db, 2)
+    writer = OrderWriter(pool, writers=1, max_batch=32, queue_timeout=DEADLINE, standby_after=0.2)
+    async with writer.running(), two_batches_held_up(db, writer, first, second):
         with pytest.raises(TimeoutError):
             await writer.place_order(args_of(plain))
-    assert [await task for task in writing] == [None, None]
     assert await stored(db, [first, second, plain]) == {first.row["id"], second.row["id"]}
 
 
