@@ -102,21 +102,25 @@ class Broker:
                 await _close_bounded(connection)
             log.warning("broker_connection_lost")
 
-    async def close(self) -> None:
+    async def close(self, within: float = CLOSE_TIMEOUT + 1.0) -> bool:
+        """Closes the connection and stops reconnecting; False when that did not end
+        within `within` seconds and was given up (the connection is dropped with the
+        process)."""
         task = self._task
         if task is None:
-            return
+            return True
         self._closing = True
         task.cancel()
         # Bounded too (the task's own clean-up takes at most CLOSE_TIMEOUT): whatever the
         # task is stuck in, shutdown goes on.
-        done, _ = await asyncio.wait({task}, timeout=CLOSE_TIMEOUT + 1.0)
+        done, _ = await asyncio.wait({task}, timeout=within)
         if not done:
-            log.error("broker_task_did_not_stop")
+            log.error("broker_task_did_not_stop", seconds=round(within, 3))
             task.cancel()
-            return
+            return False
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        return True
 
 
 async def _close_bounded(connection: AbstractConnection) -> None:

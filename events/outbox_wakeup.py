@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import asyncpg
 import structlog
@@ -52,14 +52,19 @@ class OutboxWakeup:
             self._pending.set()
 
     @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        """Sends the NOTIFYs in a task for the body; on exit sends the one still owed."""
+    async def running(
+        self, *, stop_within: Callable[[], float] | None = None
+    ) -> AsyncIterator[None]:
+        """Sends the NOTIFYs in a task for the body; on exit sends the one still owed.
+        `stop_within`, asked as the stop goes on, caps each of its two steps."""
         try:
-            async with running_in_background(self._notify_forever(), "outbox-wakeup"):
+            async with running_in_background(
+                self._notify_forever(), "outbox-wakeup", stop_within=stop_within
+            ):
                 yield
         finally:
             if self._pending.is_set():
-                await self._notify()
+                await self._notify(NOTIFY_TIMEOUT if stop_within is None else stop_within())
 
     async def _notify_forever(self) -> None:
         while True:
@@ -74,11 +79,11 @@ class OutboxWakeup:
                 raise
             await asyncio.sleep(self.interval)
 
-    async def _notify(self) -> None:
+    async def _notify(self, seconds: float = NOTIFY_TIMEOUT) -> None:
         """Sends one NOTIFY. A failure is logged, never raised: the relays' poll finds
         the event, so nothing is lost."""
         try:
-            async with asyncio.timeout(NOTIFY_TIMEOUT), self.pool.acquire() as conn:
+            async with asyncio.timeout(seconds), self.pool.acquire() as conn:
                 await conn.execute(queries.notify, LISTEN_CHANNEL)
         except Exception as exc:  # noqa: BLE001 - a wake-up must never cost an order
             log.warning("outbox_notify_failed", error=describe(exc))

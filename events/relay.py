@@ -40,7 +40,7 @@ import contextlib
 import enum
 import signal
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -231,25 +231,35 @@ class OutboxRelay:
             log.info("relay_stopped")
 
     @contextlib.asynccontextmanager
-    async def running(self, shutdown_timeout: float) -> AsyncIterator[None]:
+    async def running(
+        self, shutdown_timeout: float, *, stop_within: Callable[[], float] | None = None
+    ) -> AsyncIterator[None]:
         """Runs the relay in a task for the body; on exit stops it after its current
         batch, waiting at most `shutdown_timeout` seconds, then cancels it: a first
         cancel lets the batch in flight finish, a second one a moment later abandons it
-        (its rows stay unsent, so nothing is lost; at worst one is published again)."""
+        (its rows stay unsent, so nothing is lost; at worst one is published again).
+
+        `stop_within`, asked when the stop starts, caps the whole stop (the waits after
+        the two cancels included): a worker's clean-up has its other steps to fit in."""
         task = asyncio.create_task(self.run(), name="outbox-relay")
         try:
             yield
         finally:
             self.stop()
-            done, _ = await asyncio.wait({task}, timeout=shutdown_timeout)
+            first_wait, after_cancel = shutdown_timeout, ABANDON_BATCH_AFTER
+            if stop_within is not None:
+                whole = stop_within()
+                after_cancel = min(after_cancel, whole / 3)
+                first_wait = min(first_wait, whole - 2 * after_cancel)
+            done, _ = await asyncio.wait({task}, timeout=first_wait)
             if not done:
-                log.warning("relay_stop_timeout", timeout=shutdown_timeout)
+                log.warning("relay_stop_timeout", timeout=round(first_wait, 3))
                 task.cancel()
-                done, _ = await asyncio.wait({task}, timeout=ABANDON_BATCH_AFTER)
+                done, _ = await asyncio.wait({task}, timeout=after_cancel)
                 if not done:
                     self.batch_abandoned = True
                     task.cancel()
-                    done, _ = await asyncio.wait({task}, timeout=ABANDON_BATCH_AFTER)
+                    done, _ = await asyncio.wait({task}, timeout=after_cancel)
                 if not done:
                     # Never hold up shutdown: whatever it holds is released when the
                     # pool and the broker connection close.

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from events.broker import Broker
-from events.outbox_wakeup import OutboxWakeup
-from events.relay import OutboxRelay
+from events.broker import CLOSE_TIMEOUT, Broker
+from events.outbox_wakeup import NOTIFY_TIMEOUT, OutboxWakeup
+from events.relay import ABANDON_BATCH_AFTER, OutboxRelay
 from service import idempotency
 from service.auth.bearer import VerifiedTokens
+from service.background import STOP_SECONDS
 from service.catalog import CatalogCache
+from service.cleanup_deadline import CleanupDeadline
 from service.config import Config
-from service.db import close_pool, create_pool
+from service.db import POOL_CLOSE_SECONDS, close_pool, create_pool
 from service.handlers import asyncapi, docs, health, initials, me_order, metrics, oneclick, orders
 from service.middleware import request_middleware
 from service.order_writer import STANDBY_AFTER, OrderWriter
 from service.state import (
     BROKER,
     CATALOG,
+    CLEANUP_DEADLINE,
     CONFIG,
     ORDER_WRITER,
     OUTBOX_WAKEUP,
@@ -30,9 +33,24 @@ from service.state import (
 from service.zstd_window import bound_zstd_window
 
 # What the cleanup contexts had to give up on the way ("database_pool": connections closed
-# at once after the pool's close timed out; "relay_batch": the relay's batch in flight):
-# nothing is lost, but the stop was not clean, and the worker exits 1.
+# at once after the pool's close timed out; "relay_batch": the relay's batch in flight;
+# "order_batch": an order writer's cancelled batch that never rolled back;
+# "broker_connection": a close RabbitMQ did not answer): nothing is lost, but the stop was
+# not clean, and the worker exits 1.
 CLEANUP_ABANDONED = web.AppKey("cleanup_abandoned", list[str])
+
+# Under the worker's clean-up deadline (service.cleanup_deadline), each step that can wait
+# for PostgreSQL or RabbitMQ keeps this much for every such step after it. They stop in the
+# reverse of create_app's order: the outbox wake-up (6 steps after it), the relay (5), the
+# Idempotency-Key pruning (4), the broker (3), the catalog's listener (2), the order
+# writers (1), the pool (0).
+CLEANUP_STEP_SHARE_SECONDS = 0.25
+
+
+def _stop_within(app: web.Application, own: float, steps_after: int) -> Callable[[], float]:
+    deadline = app[CLEANUP_DEADLINE]
+    leaving = steps_after * CLEANUP_STEP_SHARE_SECONDS
+    return lambda: deadline.limit(own, leaving=leaving)
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -41,7 +59,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        if not await close_pool(pool):
+        if not await close_pool(pool, _stop_within(app, POOL_CLOSE_SECONDS, 0)()):
             app[CLEANUP_ABANDONED].append("database_pool")
 
 
@@ -72,14 +90,17 @@ async def _order_writer(app: web.Application) -> AsyncIterator[None]:
         standbys=standby_writers(config),
     )
     app[ORDER_WRITER] = writer
-    async with writer.running():
+    async with writer.running(stop_within=_stop_within(app, ORDER_WRITER_STOP_SECONDS, 1)):
         yield
+    if writer.batch_abandoned:
+        app[CLEANUP_ABANDONED].append("order_batch")
 
 
 async def _catalog(app: web.Application) -> AsyncIterator[None]:
     cache = CatalogCache()
     app[CATALOG] = cache
-    async with cache.follow(app[POOL], app[CONFIG].database_url):
+    stop_within = _stop_within(app, 2 * STOP_SECONDS, 2)
+    async with cache.follow(app[POOL], app[CONFIG].database_url, stop_within=stop_within):
         yield
 
 
@@ -90,7 +111,15 @@ async def _broker(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await broker.close()
+        if not await broker.close(_stop_within(app, CLOSE_TIMEOUT + 1.0, 3)()):
+            app[CLEANUP_ABANDONED].append("broker_connection")
+
+
+async def _idempotency_pruning(app: web.Application) -> AsyncIterator[None]:
+    pool, ttl_seconds = app[POOL], app[CONFIG].idempotency_ttl_seconds
+    stop_within = _stop_within(app, 2 * STOP_SECONDS, 4)
+    async with idempotency.pruning(pool, ttl_seconds, stop_within=stop_within):
+        yield
 
 
 # The relay stops after the HTTP server has drained its requests; together they must fit
@@ -102,7 +131,9 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     # Publishes the outbox on the shared connection; on shutdown it stops after its batch.
     relay = OutboxRelay(app[CONFIG], app[POOL], app[BROKER])
     app[RELAY] = relay
-    async with relay.running(min(app[CONFIG].shutdown_timeout, RELAY_STOP_SECONDS)):
+    first_wait = min(app[CONFIG].shutdown_timeout, RELAY_STOP_SECONDS)
+    stop_within = _stop_within(app, first_wait + 2 * ABANDON_BATCH_AFTER, 5)
+    async with relay.running(first_wait, stop_within=stop_within):
         yield
     if relay.batch_abandoned:
         app[CLEANUP_ABANDONED].append("relay_batch")
@@ -112,7 +143,8 @@ async def _outbox_wakeup(app: web.Application) -> AsyncIterator[None]:
     # After _relay, so that it stops first and its last NOTIFY still finds the pool open.
     wakeup = OutboxWakeup(app[POOL], app.get(RELAY))
     app[OUTBOX_WAKEUP] = wakeup
-    async with wakeup.running():
+    stop_within = _stop_within(app, max(2 * STOP_SECONDS, NOTIFY_TIMEOUT), 6)
+    async with wakeup.running(stop_within=stop_within):
         yield
 
 
@@ -124,8 +156,9 @@ def create_app(config: Config) -> web.Application:
     )
     app[CONFIG] = config
     app[CLEANUP_ABANDONED] = []
+    app[CLEANUP_DEADLINE] = CleanupDeadline()
     app[VERIFIED_TOKENS] = VerifiedTokens(config)
-    app.cleanup_ctx.extend([_database, _order_writer, _catalog, _broker, idempotency.pruning])
+    app.cleanup_ctx.extend([_database, _order_writer, _catalog, _broker, _idempotency_pruning])
     if config.relay_enabled:
         app.cleanup_ctx.append(_relay)
     app.cleanup_ctx.append(_outbox_wakeup)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import structlog
@@ -28,21 +28,26 @@ def left_behind() -> list[str]:
 
 @contextlib.asynccontextmanager
 async def running_in_background(
-    work: Coroutine[Any, Any, Any], name: str
+    work: Coroutine[Any, Any, Any],
+    name: str,
+    *,
+    stop_within: Callable[[], float] | None = None,
 ) -> AsyncIterator[asyncio.Task[Any]]:
+    """`stop_within`, asked when the block ends, caps the stop's two waits together."""
     task = asyncio.create_task(work, name=name)
     try:
         yield task
     finally:
-        await _stop(task)
+        each = STOP_SECONDS if stop_within is None else min(STOP_SECONDS, stop_within() / 2)
+        await _stop(task, each)
 
 
-async def _stop(task: asyncio.Task[Any]) -> None:
+async def _stop(task: asyncio.Task[Any], seconds: float) -> None:
     for _ in range(2):
         task.cancel()
         # asyncio.wait, not `await task` under suppress(CancelledError): that would also
         # swallow a cancellation of the task that runs this block.
-        done, _ = await asyncio.wait({task}, timeout=STOP_SECONDS)
+        done, _ = await asyncio.wait({task}, timeout=seconds)
         if done:
             if not task.cancelled():
                 task.result()  # the work's own failure is raised, as awaiting it would

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
@@ -254,19 +254,27 @@ class CatalogCache:
 
     @contextlib.asynccontextmanager
     async def follow(
-        self, pool: asyncpg.Pool, dsn: str, poll_seconds: float = 30.0
+        self,
+        pool: asyncpg.Pool,
+        dsn: str,
+        poll_seconds: float = 30.0,
+        *,
+        stop_within: Callable[[], float] | None = None,
     ) -> AsyncIterator[None]:
         """Keeps the snapshot fresh while the block runs: LISTEN on a dedicated connection,
         and a periodic re-read in case a notification was missed while disconnected.
 
         With the database down at start the service still starts (readiness says why);
-        the listener loads the catalog as soon as the database answers.
+        the listener loads the catalog as soon as the database answers. `stop_within`
+        caps the listener's stop, as for running_in_background.
         """
         try:
             await self.refresh(pool)
         except Exception as exc:  # noqa: BLE001 - retried by the listener below
             log.warning("catalog_load_failed", error=describe(exc))
-        async with running_in_background(self._listen(pool, dsn, poll_seconds), "catalog-listener"):
+        async with running_in_background(
+            self._listen(pool, dsn, poll_seconds), "catalog-listener", stop_within=stop_within
+        ):
             yield
 
     async def _listen(self, pool: asyncpg.Pool, dsn: str, poll_seconds: float) -> None:

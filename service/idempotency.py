@@ -8,22 +8,21 @@ database error) releases its claim, so a corrected retry with the same key goes 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import orjson
 import structlog
-from aiohttp import web
 
 from service import headers
 from service.background import running_in_background
 from service.errors import ApiError, BadRequest, Conflict
 from service.sql import queries
-from service.state import CONFIG, POOL
 
 log = structlog.get_logger(__name__)
 
@@ -192,8 +191,11 @@ async def prune_periodically(
         await asyncio.sleep(interval)
 
 
-async def pruning(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: the pruning task runs for the application's lifetime."""
-    pruner = prune_periodically(app[POOL], app[CONFIG].idempotency_ttl_seconds)
-    async with running_in_background(pruner, "idempotency-prune"):
+@contextlib.asynccontextmanager
+async def pruning(
+    pool: asyncpg.Pool, ttl_seconds: int, *, stop_within: Callable[[], float] | None = None
+) -> AsyncIterator[None]:
+    """The pruning task runs for the block (the application's lifetime)."""
+    pruner = prune_periodically(pool, ttl_seconds)
+    async with running_in_background(pruner, "idempotency-prune", stop_within=stop_within):
         yield

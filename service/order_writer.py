@@ -121,6 +121,8 @@ class OrderWriter:
         self._accepting = False
         # Futures of the orders queued or being written whose request still waits.
         self._unanswered: set[asyncio.Future[str | None]] = set()
+        # A writer that running()'s end left in its batch (cancelled, never rolled back).
+        self.batch_abandoned = False
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -155,7 +157,11 @@ class OrderWriter:
         return await future
 
     @asynccontextmanager
-    async def running(self) -> AsyncIterator[OrderWriter]:
+    async def running(
+        self, *, stop_within: Callable[[], float] | None = None
+    ) -> AsyncIterator[OrderWriter]:
+        """Writes for the body; on exit answers the orders still waiting, within the
+        drain timeout, or less if `stop_within` (asked when the stop starts) says so."""
         self._tasks = [
             asyncio.create_task(self._write_forever(), name=f"order-writer-{n}")
             for n in range(self._writers)
@@ -175,12 +181,23 @@ class OrderWriter:
                 # guards against a hung writer). A batch whose requests were all cut off
                 # (the shutdown timeout cancels them) is not waited for: cancelled below,
                 # it rolls back.
-                _, waiting = await asyncio.wait(set(self._unanswered), timeout=self._drain_timeout)
+                drain = self._drain_timeout
+                if stop_within is not None:
+                    drain = min(drain, stop_within())
+                _, waiting = await asyncio.wait(set(self._unanswered), timeout=drain)
                 if waiting:
                     log.error("order_writer_stop_timed_out", unanswered=len(waiting))
             for task in self._tasks:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            # A cancelled batch rolls back, which a database that stops answering never
+            # answers: with a deadline its writer is left to the pool's close.
+            _, stuck = await asyncio.wait(
+                self._tasks, timeout=None if stop_within is None else stop_within()
+            )
+            if stuck:
+                self.batch_abandoned = True
+                log.error("order_writer_did_not_stop", writers=len(stuck))
+            await asyncio.gather(*(set(self._tasks) - stuck), return_exceptions=True)
             self._tasks = []
             for future in list(self._unanswered):
                 _fail(future, TimeoutError("shut down before written"))

@@ -7,11 +7,13 @@ SIGINT, restarts a worker that dies on its own, and exits 0 once every worker ha
 cleanly.
 
 A worker's stop has a budget: SHUTDOWN_TIMEOUT for the requests in flight, then
-CLEANUP_GRACE_SECONDS for its clean-up. A worker still running at the end of it (a
-database that stops answering holds the relay's batch and the pool's connections) ends
-there with status 1, whatever it is doing, as one whose clean-up had to abandon something
-on the way (the relay's batch, the pool's close, a background task) exits 1. A single
-worker (`--workers 1`) has no parent to kill it: the bound holds by itself.
+CLEANUP_GRACE_SECONDS for its clean-up, whose steps share a deadline a little short of it
+(service.cleanup_deadline): a database or broker that stops answering makes them give up
+what they wait for, and a worker whose clean-up had to abandon something on the way (the
+relay's batch, the broker's or the pool's close, a background task) exits 1. A worker
+still running at the end of the budget (its event loop blocked, say) ends there with
+status 1, whatever it is doing. A single worker (`--workers 1`) has no parent to kill it:
+the bound holds by itself.
 
 Nothing here imports prometheus_client (or the app, which does) before the metrics
 directory of the workers is set: the library picks its storage at import time.
@@ -52,6 +54,9 @@ METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CLEANUP_GRACE_SECONDS = 5.0
 # What a worker ending at its deadline waits for its last log line to be written.
 HARD_STOP_LOG_SECONDS = 0.2
+# What the clean-up's own deadline (service.cleanup_deadline) keeps before the hard stop:
+# the event loop's end, and the shortest waits its steps get past their deadline.
+CLEANUP_DEADLINE_MARGIN_SECONDS = 0.5
 # aiohttp's shutdown_timeout for SHUTDOWN_TIMEOUT=0: its own 0 means no limit.
 SHORTEST_REQUEST_WAIT_SECONDS = 0.001
 # A worker that dies is started again after RESTART_DELAY_SECONDS, doubled for every death
@@ -161,13 +166,16 @@ async def serve_worker(config: Config, port: int, *, reuse_port: bool, hard_stop
     # CancelledError swallows it, so the stop ran on past its budget and still exited 0.
     # Nor a timeout and a return: the event loop's end then awaits whatever is left, and a
     # database that stops answering holds that up too.
-    hard_stop.arm(config.shutdown_timeout + CLEANUP_GRACE_SECONDS)
-    return await shut_down(runner)
+    budget = config.shutdown_timeout + CLEANUP_GRACE_SECONDS
+    hard_stop.arm(budget)
+    return await shut_down(runner, budget - CLEANUP_DEADLINE_MARGIN_SECONDS)
 
 
-async def shut_down(runner: web.AppRunner) -> int:
+async def shut_down(runner: web.AppRunner, cleanup_within: float | None = None) -> int:
     """Stops accepting, lets in-flight requests finish (up to shutdown_timeout), then runs
-    the cleanup contexts: the relay finishes its batch, the broker and the pool close.
+    the cleanup contexts: the relay finishes its batch, the broker and the pool close. With
+    `cleanup_within`, all of it ends within that many seconds: each step of the clean-up
+    takes less than its own limit if the steps after it would not fit otherwise.
 
     0 when all of it is done; 1 if the cleanup had to abandon something on the way
     (app.CLEANUP_ABANDONED). Nothing is lost either way: no order was answered before it
@@ -175,8 +183,11 @@ async def shut_down(runner: web.AppRunner) -> int:
     """
     from service.app import CLEANUP_ABANDONED
     from service.background import left_behind
+    from service.state import CLEANUP_DEADLINE
 
     already_left = len(left_behind())
+    if cleanup_within is not None:
+        runner.app[CLEANUP_DEADLINE].set(cleanup_within)
     await runner.cleanup()
     # A background task that would not stop (a connection's close a frozen database never
     # answers) is named as abandoned too.

@@ -10,6 +10,7 @@ from events.outbox_wakeup import OutboxWakeup
 from events.relay import OutboxRelay
 from service.auth.bearer import VerifiedTokens
 from service.catalog import CatalogCache
+from service.cleanup_deadline import CleanupDeadline
 from service.config import Config
 from service.order_writer import OrderWriter
 
@@ -21,6 +22,7 @@ VERIFIED_TOKENS = web.AppKey("verified_tokens", VerifiedTokens)
 RELAY = web.AppKey("relay", OutboxRelay)  # only when RELAY_ENABLED
 OUTBOX_WAKEUP = web.AppKey("outbox_wakeup", OutboxWakeup)
 ORDER_WRITER = web.AppKey("order_writer", OrderWriter)
+CLEANUP_DEADLINE = web.AppKey("cleanup_deadline", CleanupDeadline)
 
 # Set by handlers, read by the access log line.
 MERCHANT_CODE = web.RequestKey("merchant", str)

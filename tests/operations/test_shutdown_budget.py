@@ -15,6 +15,7 @@ from aiohttp import web
 
 from service import background
 from service.app import CLEANUP_ABANDONED, create_app
+from service.cleanup_deadline import SHORTEST_STEP_SECONDS
 from service.config import Config
 from service.db import POOL_CLOSE_SECONDS
 from service.server import shut_down
@@ -40,6 +41,22 @@ async def test_a_pool_whose_close_times_out_makes_the_shutdown_unclean(config: C
     async with asyncio.timeout(POOL_CLOSE_SECONDS + 5):
         assert await shut_down(runner) == 1
     assert loop.time() - started >= POOL_CLOSE_SECONDS
+    assert runner.app[CLEANUP_ABANDONED] == ["database_pool"]
+
+
+async def test_the_pool_close_takes_no_longer_than_the_cleanup_deadline_allows(
+    config: Config,
+) -> None:
+    runner = web.AppRunner(create_app(config))
+    await runner.setup()
+    await runner.app[POOL].acquire()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with asyncio.timeout(POOL_CLOSE_SECONDS + 5):
+        assert await shut_down(runner, cleanup_within=0.5) == 1
+    # Its own limit is POOL_CLOSE_SECONDS; the deadline (and the shortest wait a step
+    # gets past it) cut it short.
+    assert loop.time() - started < 0.5 + 4 * SHORTEST_STEP_SECONDS
     assert runner.app[CLEANUP_ABANDONED] == ["database_pool"]
 
 
