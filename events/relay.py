@@ -54,6 +54,7 @@ from events.amqp_frames import Properties, event_properties
 from events.batch_publish import OutgoingMessage, publish_batch
 from events.broker import Broker
 from events.envelope import CONTENT_TYPE, stored_envelope_headers
+from service.cleanup_deadline import SHORTEST_STEP_SECONDS
 from service.config import Config
 from service.db import close_pool, create_pool
 from service.metrics import (
@@ -246,11 +247,9 @@ class OutboxRelay:
             yield
         finally:
             self.stop()
-            first_wait, after_cancel = shutdown_timeout, ABANDON_BATCH_AFTER
-            if stop_within is not None:
-                whole = stop_within()
-                after_cancel = min(after_cancel, whole / 3)
-                first_wait = min(first_wait, whole - 2 * after_cancel)
+            first_wait, after_cancel = _stop_waits(
+                shutdown_timeout, None if stop_within is None else stop_within()
+            )
             done, _ = await asyncio.wait({task}, timeout=first_wait)
             if not done:
                 log.warning("relay_stop_timeout", timeout=round(first_wait, 3))
@@ -643,6 +642,17 @@ class OutboxRelay:
                 oldest_age_seconds=round(age, 3),
                 broker_connected=self.broker.connected,
             )
+
+
+def _stop_waits(shutdown_timeout: float, whole: float | None) -> tuple[float, float]:
+    """running()'s waits at its stop: before the first cancel, and after each of the two.
+    Within `whole` the first wait gives way before the other two, which never go below
+    SHORTEST_STEP_SECONDS: a task just cancelled needs a turn of the loop to end."""
+    if whole is None:
+        return shutdown_timeout, ABANDON_BATCH_AFTER
+    first_wait = min(shutdown_timeout, max(0.0, whole - 2 * ABANDON_BATCH_AFTER))
+    after_cancel = min(ABANDON_BATCH_AFTER, (whole - first_wait) / 2)
+    return first_wait, max(SHORTEST_STEP_SECONDS, after_cancel)
 
 
 def _succeeded(result: BatchResult | None) -> bool:

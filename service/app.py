@@ -39,17 +39,16 @@ from service.zstd_window import bound_zstd_window
 # not clean, and the worker exits 1.
 CLEANUP_ABANDONED = web.AppKey("cleanup_abandoned", list[str])
 
-# Under the worker's clean-up deadline (service.cleanup_deadline), each step that can wait
-# for PostgreSQL or RabbitMQ keeps this much for every such step after it. They stop in the
-# reverse of create_app's order: the outbox wake-up (6 steps after it), the relay (5), the
-# Idempotency-Key pruning (4), the broker (3), the catalog's listener (2), the order
-# writers (1), the pool (0).
+# Under the worker's clean-up deadline (service.cleanup_deadline), each step keeps this
+# much for every step after it: the cleanup contexts registered before its own, which stop
+# after it, all of them able to wait for PostgreSQL or RabbitMQ.
 CLEANUP_STEP_SHARE_SECONDS = 0.25
 
 
-def _stop_within(app: web.Application, own: float, steps_after: int) -> Callable[[], float]:
+def _stop_within(app: web.Application, step: object, own: float) -> Callable[[], float]:
+    """What the cleanup context `step` may take to stop: its own limit, or less."""
     deadline = app[CLEANUP_DEADLINE]
-    leaving = steps_after * CLEANUP_STEP_SHARE_SECONDS
+    leaving = app.cleanup_ctx.index(step) * CLEANUP_STEP_SHARE_SECONDS
     return lambda: deadline.limit(own, leaving=leaving)
 
 
@@ -59,7 +58,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        if not await close_pool(pool, _stop_within(app, POOL_CLOSE_SECONDS, 0)()):
+        if not await close_pool(pool, _stop_within(app, _database, POOL_CLOSE_SECONDS)()):
             app[CLEANUP_ABANDONED].append("database_pool")
 
 
@@ -90,7 +89,8 @@ async def _order_writer(app: web.Application) -> AsyncIterator[None]:
         standbys=standby_writers(config),
     )
     app[ORDER_WRITER] = writer
-    async with writer.running(stop_within=_stop_within(app, ORDER_WRITER_STOP_SECONDS, 1)):
+    stop_within = _stop_within(app, _order_writer, ORDER_WRITER_STOP_SECONDS)
+    async with writer.running(stop_within=stop_within):
         yield
     if writer.batch_abandoned:
         app[CLEANUP_ABANDONED].append("order_batch")
@@ -99,7 +99,7 @@ async def _order_writer(app: web.Application) -> AsyncIterator[None]:
 async def _catalog(app: web.Application) -> AsyncIterator[None]:
     cache = CatalogCache()
     app[CATALOG] = cache
-    stop_within = _stop_within(app, 2 * STOP_SECONDS, 2)
+    stop_within = _stop_within(app, _catalog, 2 * STOP_SECONDS)
     async with cache.follow(app[POOL], app[CONFIG].database_url, stop_within=stop_within):
         yield
 
@@ -111,13 +111,13 @@ async def _broker(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        if not await broker.close(_stop_within(app, CLOSE_TIMEOUT + 1.0, 3)()):
+        if not await broker.close(_stop_within(app, _broker, CLOSE_TIMEOUT + 1.0)()):
             app[CLEANUP_ABANDONED].append("broker_connection")
 
 
 async def _idempotency_pruning(app: web.Application) -> AsyncIterator[None]:
     pool, ttl_seconds = app[POOL], app[CONFIG].idempotency_ttl_seconds
-    stop_within = _stop_within(app, 2 * STOP_SECONDS, 4)
+    stop_within = _stop_within(app, _idempotency_pruning, 2 * STOP_SECONDS)
     async with idempotency.pruning(pool, ttl_seconds, stop_within=stop_within):
         yield
 
@@ -132,7 +132,7 @@ async def _relay(app: web.Application) -> AsyncIterator[None]:
     relay = OutboxRelay(app[CONFIG], app[POOL], app[BROKER])
     app[RELAY] = relay
     first_wait = min(app[CONFIG].shutdown_timeout, RELAY_STOP_SECONDS)
-    stop_within = _stop_within(app, first_wait + 2 * ABANDON_BATCH_AFTER, 5)
+    stop_within = _stop_within(app, _relay, first_wait + 2 * ABANDON_BATCH_AFTER)
     async with relay.running(first_wait, stop_within=stop_within):
         yield
     if relay.batch_abandoned:
@@ -143,7 +143,8 @@ async def _outbox_wakeup(app: web.Application) -> AsyncIterator[None]:
     # After _relay, so that it stops first and its last NOTIFY still finds the pool open.
     wakeup = OutboxWakeup(app[POOL], app.get(RELAY))
     app[OUTBOX_WAKEUP] = wakeup
-    stop_within = _stop_within(app, max(2 * STOP_SECONDS, NOTIFY_TIMEOUT), 6)
+    # Asked for each of its two phases: the task's stop, then the NOTIFY still owed.
+    stop_within = _stop_within(app, _outbox_wakeup, max(2 * STOP_SECONDS, NOTIFY_TIMEOUT))
     async with wakeup.running(stop_within=stop_within):
         yield
 

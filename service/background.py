@@ -10,6 +10,8 @@ from typing import Any
 
 import structlog
 
+from service.cleanup_deadline import SHORTEST_STEP_SECONDS
+
 log = structlog.get_logger(__name__)
 
 # What a cancelled task may take to end (its own clean-up: closing its connection, say)
@@ -38,7 +40,9 @@ async def running_in_background(
     try:
         yield task
     finally:
-        each = STOP_SECONDS if stop_within is None else min(STOP_SECONDS, stop_within() / 2)
+        each = STOP_SECONDS
+        if stop_within is not None:
+            each = min(each, max(SHORTEST_STEP_SECONDS, stop_within() / 2))
         await _stop(task, each)
 
 

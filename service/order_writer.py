@@ -65,6 +65,10 @@ DEADLOCK_ATTEMPTS = 3
 # A batch still in PostgreSQL this long after it started is held up (a batch of the
 # benchmark's load takes 5-20 ms): a standby writer starts on the orders behind it.
 STANDBY_AFTER = 0.25
+# What running()'s end keeps, under a deadline, for its cancelled batches to roll back
+# (asyncpg cancels a statement over a new connection: a few ms here, more to a remote
+# database).
+ROLLBACK_SECONDS = 0.25
 
 
 @dataclass(slots=True)
@@ -161,7 +165,9 @@ class OrderWriter:
         self, *, stop_within: Callable[[], float] | None = None
     ) -> AsyncIterator[OrderWriter]:
         """Writes for the body; on exit answers the orders still waiting, within the
-        drain timeout, or less if `stop_within` (asked when the stop starts) says so."""
+        drain timeout, then cancels the writers. `stop_within`, asked once when the stop
+        starts, bounds both: the wait for the cancelled batches to roll back keeps
+        ROLLBACK_SECONDS of it at least."""
         self._tasks = [
             asyncio.create_task(self._write_forever(), name=f"order-writer-{n}")
             for n in range(self._writers)
@@ -175,6 +181,8 @@ class OrderWriter:
             yield self
         finally:
             self._accepting = False
+            loop = asyncio.get_running_loop()
+            stop_by = None if stop_within is None else loop.time() + stop_within()
             if self._unanswered:
                 # Every order whose request still waits is written and answered (each
                 # batch is bounded by the acquire and statement timeouts; the limit only
@@ -182,8 +190,8 @@ class OrderWriter:
                 # (the shutdown timeout cancels them) is not waited for: cancelled below,
                 # it rolls back.
                 drain = self._drain_timeout
-                if stop_within is not None:
-                    drain = min(drain, stop_within())
+                if stop_by is not None:
+                    drain = max(0.0, min(drain, stop_by - ROLLBACK_SECONDS - loop.time()))
                 _, waiting = await asyncio.wait(set(self._unanswered), timeout=drain)
                 if waiting:
                     log.error("order_writer_stop_timed_out", unanswered=len(waiting))
@@ -191,9 +199,8 @@ class OrderWriter:
                 task.cancel()
             # A cancelled batch rolls back, which a database that stops answering never
             # answers: with a deadline its writer is left to the pool's close.
-            _, stuck = await asyncio.wait(
-                self._tasks, timeout=None if stop_within is None else stop_within()
-            )
+            rollback = None if stop_by is None else max(ROLLBACK_SECONDS, stop_by - loop.time())
+            _, stuck = await asyncio.wait(self._tasks, timeout=rollback)
             if stuck:
                 self.batch_abandoned = True
                 log.error("order_writer_did_not_stop", writers=len(stuck))

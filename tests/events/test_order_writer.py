@@ -29,6 +29,7 @@ from service.order_writer import OrderWriter, PlaceOrderArgs
 from service.sql import queries
 from tests.events.conftest import prepared_order
 from tests.support.locks import until_lock_waits
+from tests.support.tcp_proxy import TcpProxy
 
 ALONE_BATCHES = "order_service_order_batches_written_alone_total"
 # An order's deadline in the timing tests, and what it may be late by on a busy machine
@@ -845,3 +846,33 @@ async def test_an_order_postgresql_rolls_back_for_a_deadlock_is_a_503_not_a_500(
     assert refused.value.code == "database_conflict"
     assert refused.value.headers == {"Retry-After": "1"}
     assert await stored(db, [order]) == set()
+
+
+async def test_a_batch_that_never_rolls_back_is_given_up_within_the_stop_deadline(
+    db: asyncpg.Connection, config: Config
+) -> None:
+    # PostgreSQL stops answering while a batch is in it and its request is cut off (the
+    # shutdown's request wait ends): the cancelled batch's rollback is never answered, and
+    # the writers' stop gives it up within its stop_within instead of waiting for it.
+    stop_within = 0.5
+    warm_up, order = await orders_of(db, 2, config)
+    loop = asyncio.get_running_loop()
+    async with TcpProxy("127.0.0.1", 5432) as proxy:
+        proxied = replace(config, database_url=proxy.url_for(config.database_url))
+        pool = await create_pool(replace(proxied, db_pool_max=1, db_acquire_timeout=10.0))
+        try:
+            writer = OrderWriter(pool, writers=1, max_batch=32, queue_timeout=10.0)
+            async with writer.running(stop_within=lambda: stop_within):
+                # Its connection opened and idle in the pool before the freeze.
+                assert await writer.place_order(args_of(warm_up)) is None
+                proxy.freeze()
+                placing = asyncio.create_task(writer.place_order(args_of(order)))
+                await until(lambda: proxy.held >= 1)
+                placing.cancel()
+                stopping_at = loop.time()
+            stopped_after = loop.time() - stopping_at
+        finally:
+            pool.terminate()
+    assert writer.batch_abandoned
+    assert stopped_after < stop_within + LATE_BY_AT_MOST
+    assert await stored(db, [warm_up, order]) == {warm_up.row["id"]}

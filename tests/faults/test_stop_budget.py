@@ -3,9 +3,9 @@ short) whose clean-up cannot finish, mid-load.
 
 PostgreSQL stops answering (a frozen host: nothing is refused, nothing answers, no
 connection closes): the relay's batch, the order writers' batches and the pool's
-connections wait for it, so the stop ends by the end of its budget (SHUTDOWN_TIMEOUT for
-the requests in flight, then CLEANUP_GRACE_SECONDS of clean-up), at it or just before
-with the pool's close given up, and says so with status 1.
+connections wait for it. The clean-up's steps share a deadline just short of the stop's
+budget (SHUTDOWN_TIMEOUT for the requests in flight, then CLEANUP_GRACE_SECONDS of
+clean-up), so the stop gives them up by then, names them, and exits 1.
 Nothing is lost: an order whose commit PostgreSQL made but whose answer the freeze held
 back got no answer; the clients retry with their Idempotency-Key against a new service on
 the same port and get it (the stopped service's claims go stale first), and a final 200
@@ -13,7 +13,8 @@ has exactly its order and its event, which the new service's relay publishes.
 
 RabbitMQ stops answering: the relay's batch never gets its confirms and is abandoned (its
 rows stay unsent); the rest of the clean-up finishes within the budget, and the status is
-1 all the same. The next relay publishes those rows.
+1 all the same, even when the requests in flight took all of SHUTDOWN_TIMEOUT. The next
+relay publishes those rows.
 """
 
 from __future__ import annotations
