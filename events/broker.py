@@ -52,6 +52,7 @@ class Broker:
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._lost: asyncio.Event | None = None  # set: the current connection is done for
 
     @property
     def connected(self) -> bool:
@@ -91,6 +92,7 @@ class Broker:
             delay = 0.1
             lost = asyncio.Event()
             connection.close_callbacks.add(lambda *_, lost=lost: lost.set())
+            self._lost = lost
             self.connection = connection
             self._ready.set()
             log.info("broker_connected")
@@ -101,6 +103,16 @@ class Broker:
                 self.connection = None
                 await _close_bounded(connection)
             log.warning("broker_connection_lost")
+
+    def give_up(self, connection: AbstractConnection, reason: str) -> None:
+        """Drops `connection` if it is still the current one, and connects anew: for a
+        connection on which RabbitMQ stopped answering while its heartbeats still come (a
+        channel that does not open, say), which aiormq never gives up by itself."""
+        if self.connection is not connection or self._lost is None or self._lost.is_set():
+            return
+        log.warning("broker_connection_given_up", reason=reason)
+        self._ready.clear()
+        self._lost.set()
 
     async def close(self, within: float = CLOSE_TIMEOUT + 1.0) -> bool:
         """Closes the connection and stops reconnecting; False when that did not end

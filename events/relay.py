@@ -403,6 +403,18 @@ class OutboxRelay:
         here, and the result is None."""
         try:
             return await self._round(sent)
+        except asyncio.CancelledError:
+            if not _cancelled_by_the_library():
+                raise  # cancelled itself (a batch abandoned at the stop)
+            # aiormq cancels the calls in flight on a connection it gives up (no frame for
+            # three heartbeats): the broker failed, nobody asked the relay to stop. Taken
+            # for a stop, it ended the relay for good, which then published nothing more.
+            lost = BrokerUnavailable("the RabbitMQ connection was lost during the round")
+            if not sent.done():
+                sent.set_exception(lost)
+            else:
+                log.warning("relay_batch_failed", error=describe(lost))
+            return None
         except Exception as exc:  # noqa: BLE001 - any failure: the rows stay unsent
             if not sent.done():
                 sent.set_exception(exc)
@@ -523,15 +535,25 @@ class OutboxRelay:
         channel = self._channel
         if channel is None or channel.is_closed or self._channel_connection is not connection:
             await self._close_channel()
-            async with asyncio.timeout(self.confirm_timeout):
-                channel = await connection.channel(publisher_confirms=True, on_return_raises=False)
-                try:
-                    await channel.declare_exchange(
-                        self.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+            try:
+                async with asyncio.timeout(self.confirm_timeout):
+                    channel = await connection.channel(
+                        publisher_confirms=True, on_return_raises=False
                     )
-                except BaseException:
-                    await channel.close()
-                    raise
+                    try:
+                        await channel.declare_exchange(
+                            self.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+                        )
+                    except BaseException:
+                        await channel.close()
+                        raise
+            except TimeoutError:
+                # The connection is open (its heartbeats come) but RabbitMQ does not answer
+                # on it: another channel on it would not open either. Connect anew.
+                self.broker.give_up(
+                    connection, f"channel not opened within {self.confirm_timeout} s"
+                )
+                raise
             self._channel, self._channel_connection = channel, connection
             log.info("relay_channel_open", exchange=self.exchange)
         # The aiormq channel itself: its basic_publish can skip waiting for the socket
@@ -543,9 +565,14 @@ class OutboxRelay:
         channel, self._channel, self._channel_connection = self._channel, None, None
         if channel is not None and not channel.is_closed:
             # Bounded: a broker that does not answer must not hold up shutdown.
-            with contextlib.suppress(Exception):
+            try:
                 async with asyncio.timeout(CHANNEL_CLOSE_TIMEOUT):
                     await channel.close()
+            except asyncio.CancelledError:
+                if not _cancelled_by_the_library():
+                    raise
+            except Exception:  # noqa: BLE001, S110 - the channel is given up either way
+                pass
 
     # ---- wake-ups ----------------------------------------------------------------------
 
@@ -664,6 +691,13 @@ def _succeeded(result: BatchResult | None) -> bool:
         return False
     deferred_failures = result.invalid + result.refused
     return result.failed <= deferred_failures and (result.published > 0 or not result.claimed)
+
+
+def _cancelled_by_the_library() -> bool:
+    """True for a CancelledError that no one asked of the current task: aiormq's, from the
+    calls it cancels on a connection it closes."""
+    task = asyncio.current_task()
+    return task is not None and not task.cancelling()
 
 
 def _failed_future(exc: BaseException) -> asyncio.Future[Any]:

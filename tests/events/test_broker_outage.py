@@ -86,3 +86,42 @@ async def test_relay_recovers_when_its_database_connections_are_cut(
             await broker.close()
             await pool.close()
     assert {r.message_id for r in received} == {o.event_id for o in during}
+
+
+async def test_a_relay_whose_broker_stops_answering_as_its_channel_opens_carries_on_after(
+    start_relay: StartRelay, config: Config
+) -> None:
+    """RabbitMQ stops answering right after the handshake, before the relay's channel is
+    open. aiormq gives the connection up after three missed heartbeats and cancels the
+    calls in flight on it: the relay takes that for the broker's failure, not for a stop,
+    and publishes again once the Broker has reconnected."""
+    target = urlsplit(config.amqp_url)
+    async with TcpProxy(target.hostname or "127.0.0.1", target.port or 5672) as proxy:
+        # A 1 s heartbeat: the frozen connection is given up after (1 + 1) x 3 = 6 s, well
+        # within the relay's own deadline for opening its channel (confirm_timeout).
+        url = proxy.url_for(config.amqp_url).rstrip("/") + "/?heartbeat=1"
+        relay = await start_relay(amqp_url=url, run=False, confirm_timeout=30)
+        proxy.freeze()
+        async with relay.running(shutdown_timeout=5):
+            async with asyncio.timeout(20):
+                while relay.broker.connected:
+                    await asyncio.sleep(0.05)
+            proxy.thaw()
+            async with asyncio.timeout(15):
+                await relay.idle.wait()
+
+
+async def test_a_connection_on_which_the_channel_does_not_open_is_given_up_for_a_new_one(
+    start_relay: StartRelay,
+) -> None:
+    """RabbitMQ keeps the connection alive (heartbeats) but never answers the relay's
+    Channel.Open on it: the relay gives that connection up after its deadline and
+    publishes on a new one, instead of opening channel after channel on it forever."""
+    relay = await start_relay(run=False, confirm_timeout=1)
+    wedged = relay.broker.connection
+    assert wedged is not None
+    wedged.channel = lambda *_, **__: asyncio.Event().wait()  # type: ignore[method-assign]
+    async with relay.running(shutdown_timeout=5):
+        async with asyncio.timeout(10):
+            await relay.idle.wait()
+        assert relay.broker.connection is not wedged

@@ -125,6 +125,16 @@ async def open_transactions(db: asyncpg.Connection) -> int:
     return count
 
 
+@pytest.fixture(autouse=True)
+async def nothing_left_unsent(db: asyncpg.Connection) -> None:
+    """Each test here starts a relay whose first round must find nothing due: one that
+    claims an earlier test's event holds that batch (HeldConfirms, FirstMarkingFails) and
+    never becomes idle. An event published with no queue bound is due again DEFER_INITIAL
+    (0.1 s) later, so a relay that took longer to start than that on a loaded machine
+    claimed it; the batch it abandoned at the stop left the event for the next test too."""
+    await db.execute("UPDATE outbox SET published_at = now() WHERE published_at IS NULL")
+
+
 def woken_by_hand(config: Config) -> Config:
     """No LISTEN (its database does not answer) and no poll within a test: only wake()
     starts a round, and no coalescing pause."""
@@ -187,6 +197,7 @@ async def test_two_batches_cut_off_at_the_stop_both_stay_unsent(
 
 async def test_a_batch_cut_off_while_being_sent_releases_its_claim_and_connection(
     placer: PlaceOrders,
+    consumer: EventConsumer,  # bound, so the healthy relay's events are not deferred
     start_relay: StartRelay,
     db: asyncpg.Connection,
     pool: asyncpg.Pool,
@@ -202,7 +213,9 @@ async def test_a_batch_cut_off_while_being_sent_releases_its_claim_and_connectio
             await relay.second_sending.wait()
     await assert_abandoned_and_released(relay, [first, second], db, pool)
     healthy = await start_relay(run=False)
-    assert (await healthy.publish_batch()).claimed == 2  # none is still locked
+    result = await healthy.publish_batch()
+    assert result.claimed == 2  # none is still locked
+    assert result.published == 2
 
 
 async def test_a_batch_whose_marking_fails_goes_out_again_and_the_next_is_kept(
