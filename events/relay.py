@@ -197,7 +197,25 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Publishes until stop() (or cancellation, which also lets the batch in flight
-        finish and be marked so nothing it published is sent twice without need)."""
+        finish and be marked so nothing it published is sent twice without need).
+
+        A failure that ends a run is logged at once (`relay_crashed`, with its traceback)
+        and the relay starts again after a backoff. Every failure a round expects is
+        handled in it, so this is a defect's way out; a relay that died of it would leave
+        every event in the outbox, while orders go on being taken, until a restart."""
+        backoff = INITIAL_BACKOFF
+        while True:
+            try:
+                await self._run_until_stopped()
+                return
+            except Exception:  # whatever ended it, the events must go out
+                log.exception("relay_crashed", restart_in_s=backoff)
+            await self._sleep(backoff, self._stopping)
+            if self.stopping:
+                return
+            backoff = min(backoff * 2, self.max_backoff)
+
+    async def _run_until_stopped(self) -> None:
         listener = asyncio.create_task(self._listen(), name="outbox-listen")
         backoff = INITIAL_BACKOFF
         try:

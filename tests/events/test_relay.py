@@ -5,6 +5,7 @@ unroutable event, housekeeping and the backlog gauges."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections import Counter
@@ -13,6 +14,7 @@ from typing import Any
 
 import aio_pika
 import asyncpg
+import pytest
 from prometheus_client import REGISTRY
 
 from events.broker import Broker
@@ -551,3 +553,34 @@ async def test_an_invalid_envelope_fails_alone_and_stays_unsent(
         assert "id" in row["last_error"]
     finally:  # later relays of this run must not meet it
         await db.execute("DELETE FROM outbox WHERE event_id = $1::uuid", broken.event_id)
+
+
+class DrainFailsOnce(OutboxRelay):
+    """Its first drain fails as a defect would: an exception no round expects."""
+
+    drains = 0
+
+    async def _drain(self) -> Any:
+        self.drains += 1
+        if self.drains == 1:
+            raise RuntimeError("a defect in the drain")
+        return await super()._drain()
+
+
+async def test_a_relay_whose_run_fails_says_so_at_once_and_starts_again(
+    placer: PlaceOrders,
+    consumer: EventConsumer,
+    start_relay: StartRelay,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    [order] = await placer()
+    relay = await start_relay(relay_class=DrainFailsOnce)
+    # Before, the relay's task ended there, and the event waited for a restart.
+    await consumer.wait_for([order.event_id])
+    assert relay.drains >= 2
+    [crash] = [
+        json.loads(line)
+        for line in capsys.readouterr().out.splitlines()
+        if '"relay_crashed"' in line
+    ]
+    assert "RuntimeError: a defect in the drain" in crash["exception"]
