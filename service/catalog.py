@@ -26,6 +26,11 @@ from service.sql import queries
 log = structlog.get_logger(__name__)
 
 CATALOG_CHANNEL = "catalog_changed"
+# The listener's connection, as pg_stat_activity names it.
+LISTENER_NAME = "order-service-catalog-listener"
+# Without a notification for poll_seconds (30 s), the listener pings its connection, and
+# reconnects if this passes without an answer.
+LISTENER_PING_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,14 +283,20 @@ class CatalogCache:
             yield
 
     async def _listen(self, pool: asyncpg.Pool, dsn: str, poll_seconds: float) -> None:
-        def on_notify(*_: object) -> None:
+        def on_change(*_: object) -> None:
             self._changed.set()
 
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(dsn, timeout=5)
-                await conn.add_listener(CATALOG_CHANNEL, on_notify)
+                conn = await asyncpg.connect(
+                    dsn, timeout=5, server_settings={"application_name": LISTENER_NAME}
+                )
+                # A LISTEN connection that is cut (its backend terminated, the database
+                # restarted) wakes the loop at once, to reconnect and read the catalog
+                # again: a load committed meanwhile sent its NOTIFY to nobody.
+                conn.add_termination_listener(on_change)
+                await conn.add_listener(CATALOG_CHANNEL, on_change)
                 # Anything committed between the first read and LISTEN is picked up here.
                 await self.refresh(pool)
                 while not conn.is_closed():
@@ -295,16 +306,21 @@ class CatalogCache:
                         async with asyncio.timeout(poll_seconds):
                             await self._changed.wait()
                     except TimeoutError:
-                        # A LISTEN connection that died silently would hear nothing more:
-                        # a failed ping reconnects it.
-                        await conn.fetchval(queries.ping)
+                        # A LISTEN connection that died silently (a frozen host, a dropped
+                        # route) would hear nothing more, and answer nothing: a ping that
+                        # fails or times out reconnects it.
+                        await conn.fetchval(queries.ping, timeout=LISTENER_PING_TIMEOUT)
                     self._changed.clear()
                     await self.refresh(pool)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - an outage must not stop the service
                 log.warning("catalog_listener_error", error=describe(exc))
+                # Until it listens again, the catalog is read through the pool, which may
+                # well still reach the database: a load is not missed for as long.
+                with contextlib.suppress(Exception):
+                    await self.refresh(pool)
                 await asyncio.sleep(1.0)
             finally:
                 if conn is not None and not conn.is_closed():
-                    await conn.close()
+                    conn.terminate()  # close() could wait forever on a silent connection

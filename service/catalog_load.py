@@ -49,8 +49,8 @@ async def load_catalog_file(database_url: str, path: Path) -> dict[str, int]:
     except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as exc:
         # What only the database can see: the file against what is stored (a coupon's
         # max_redemptions below the redemptions it already had, say). Rolled back whole.
-        detail = f" ({exc.detail})" if getattr(exc, "detail", None) else ""
-        raise CatalogFileError(f"{path}: refused by the database: {exc}{detail}") from None
+        # asyncpg's message already carries PostgreSQL's DETAIL (naming the row).
+        raise CatalogFileError(f"{path}: refused by the database: {exc}") from None
     finally:
         await conn.close()
 
@@ -58,6 +58,9 @@ async def load_catalog_file(database_url: str, path: Path) -> dict[str, int]:
 async def upsert_catalog(conn: asyncpg.Connection, catalog: dict[str, Any]) -> dict[str, int]:
     counts = {"merchants": 0, "products": 0, "coupons": 0, "buyers": 0}
     async with conn.transaction():
+        # One load at a time: two loads naming merchants in different orders would
+        # deadlock on their rows, and one of them fail (as `migrate` does, with its own key).
+        await conn.execute(queries.lock_catalog_load)
         merchant_ids = []
         for m in catalog["merchants"]:
             merchant_id = await _upsert_merchant(conn, m)

@@ -73,7 +73,9 @@ ON CONFLICT (id) DO UPDATE
 RETURNING product_id;
 
 -- name: upsert_coupon
--- times_redeemed from the file seeds the counter (demo data); otherwise the live count stays.
+-- times_redeemed from the file seeds the counter of a new coupon (demo data); a stored
+-- coupon keeps its live count unless the file's is higher: a reload never gives back
+-- redemptions that orders already used.
 -- active left out ($9 null) is true for a new coupon and unchanged for a stored one.
 INSERT INTO coupons AS c (merchant_id, code, percent_off, amount_off, max_redemptions,
                           times_redeemed, valid_from, valid_until, active)
@@ -81,7 +83,7 @@ VALUES ($1, $2, $3, $4, $5, COALESCE($6, 0), $7, $8, COALESCE($9::boolean, true)
 ON CONFLICT (merchant_id, code) DO UPDATE
    SET percent_off = EXCLUDED.percent_off, amount_off = EXCLUDED.amount_off,
        max_redemptions = EXCLUDED.max_redemptions,
-       times_redeemed = COALESCE($6, c.times_redeemed),
+       times_redeemed = GREATEST(c.times_redeemed, COALESCE($6, 0)),
        valid_from = EXCLUDED.valid_from, valid_until = EXCLUDED.valid_until,
        active = COALESCE($9::boolean, c.active);
 
@@ -109,3 +111,7 @@ ON CONFLICT (id) DO UPDATE
  WHERE s.buyer_id = EXCLUDED.buyer_id
 RETURNING buyer_id;
 
+
+-- name: lock_catalog_load
+-- Serializes `catalog load` runs (released at the load's commit or rollback).
+SELECT pg_advisory_xact_lock(hashtext('order-service:catalog-load'));

@@ -540,6 +540,7 @@ async def test_a_limit_below_the_redemptions_made_is_refused_by_the_database_who
             await load_catalog_file(migrated_database_url, write(tmp_path, document))
         assert "refused by the database" in str(refused.value)
         assert "WELCOME10" in str(refused.value)  # PostgreSQL's detail names the row
+        assert str(refused.value).count("Failing row contains") == 1
         assert await dump(migrated_database_url) == before
     finally:
         await conn.close()
@@ -621,3 +622,54 @@ async def test_a_status_left_out_keeps_the_stored_one_and_a_new_entry_is_active(
         assert subscriptions == before["subscriptions"]
     finally:
         await conn.close()
+
+
+async def test_a_reload_never_gives_back_redemptions_orders_used(
+    migrated_database_url: str, tmp_path: Path
+) -> None:
+    # The file seeds times_redeemed (0 here); orders then redeemed the coupon twice. Loading
+    # the same file again used to set the counter back to 0, and the coupon's limit let
+    # as many orders again redeem it.
+    document = demo()
+    coupon = document["merchants"][0]["coupons"][0]
+    coupon.update(max_redemptions=5, times_redeemed=0)
+    path = write(tmp_path, document)
+    await load_catalog_file(migrated_database_url, path)
+    conn = await asyncpg.connect(migrated_database_url)
+    try:
+        await conn.execute("UPDATE coupons SET times_redeemed = 2 WHERE code = $1", coupon["code"])
+        await load_catalog_file(migrated_database_url, path)
+        assert await redeemed(conn, coupon["code"]) == 2
+        # A higher count in the file still seeds it.
+        coupon["times_redeemed"] = 4
+        await load_catalog_file(migrated_database_url, write(tmp_path, document))
+        assert await redeemed(conn, coupon["code"]) == 4
+    finally:
+        await conn.close()
+
+
+async def redeemed(conn: asyncpg.Connection, code: str) -> int:
+    count: int = await conn.fetchval("SELECT times_redeemed FROM coupons WHERE code = $1", code)
+    return count
+
+
+async def test_two_loads_at_once_both_succeed(migrated_database_url: str, tmp_path: Path) -> None:
+    # Two files naming the merchants in opposite orders: each load locked one merchant's
+    # row and waited for the other's, and PostgreSQL failed one of them as a deadlock.
+    # Loads now take turns.
+    await load_catalog_file(migrated_database_url, DEMO_CATALOG)
+    forward = demo()
+    backward = demo()
+    backward["merchants"].reverse()
+    for document in (forward, backward):
+        for merchant in document["merchants"]:
+            merchant["name"] = f"{merchant['name']} (renamed)"
+    (tmp_path / "forward").mkdir()
+    (tmp_path / "backward").mkdir()
+    forward_path = write(tmp_path / "forward", forward)
+    backward_path = write(tmp_path / "backward", backward)
+    for _ in range(5):
+        await asyncio.gather(
+            load_catalog_file(migrated_database_url, forward_path),
+            load_catalog_file(migrated_database_url, backward_path),
+        )
