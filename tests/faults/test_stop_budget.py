@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import uuid
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -42,6 +43,7 @@ from tests.faults.harness import (
     wait_until,
 )
 from tests.support.locks import until_lock_waits
+from tests.support.service_process import ServiceProcess
 from tests.support.tcp_proxy import TcpProxy
 
 # What the process may take, past its budget, to be seen gone: the supervisor gives a
@@ -88,12 +90,13 @@ async def test_a_stop_with_the_database_frozen_ends_within_its_budget_and_exits_
         await proxy.cut()
 
     budget = shutdown_timeout + CLEANUP_GRACE_SECONDS
-    ends = [e for e in service.events if str(e.get("event")).startswith("shutdown_")]
-    report(
+    ends = reported_stop(
         capsys,
-        f"[fault] SIGTERM with the database frozen, SHUTDOWN_TIMEOUT={shutdown_timeout:g}: "
-        f"exit {code} after {stopped_after:.2f} s (budget {budget:g} s), "
-        f"{ends[-1]['event']} {ends[-1].get('abandoned', '')}",
+        f"SIGTERM with the database frozen, SHUTDOWN_TIMEOUT={shutdown_timeout:g}",
+        service,
+        code,
+        stopped_after,
+        budget,
     )
     assert code == 1, service.output()
     assert shutdown_timeout <= stopped_after < budget + EXIT_GRACE_SECONDS, service.output()
@@ -129,21 +132,9 @@ async def test_a_stop_that_abandons_the_relays_batch_exits_1_within_its_budget(
 ) -> None:
     loop = asyncio.get_running_loop()
     async with TcpProxy("127.0.0.1", 5672) as proxy:
-        service = await launch("serve", "--workers", "1", AMQP_URL=proxy.url_for(AMQP_URL))
-        port = await service.serving_port()
-        load = Load(f"http://127.0.0.1:{port}", clients=8)
-        load.start()
-        assert await wait_until(lambda: len(consumer.deliveries) >= 30, 20)
-
-        proxy.freeze()
-        frozen_at = len(load.attempts)
-        # An order committed after the freeze: the relay's batch that claims its event can
-        # never have its confirms.
-        assert await wait_until(lambda: any(a.order_id for a in load.attempts[frozen_at:]), 10)
-        order_id = next(a.order_id for a in load.attempts[frozen_at:] if a.order_id)
-        # The relay may still be in a batch claimed before the freeze, whose confirms it
-        # waits for up to CONFIRM_TIMEOUT before it claims the next.
-        assert await relay_claims(db, order_id, timeout=CONFIRM_TIMEOUT + 10)
+        service, load, order_id = await relay_batch_held_by_a_frozen_broker(
+            launch, proxy, consumer, db
+        )
         signalled = loop.time()
         service.send_signal(signal.SIGTERM)
         code = await service.wait(30)
@@ -165,14 +156,9 @@ async def test_a_stop_that_abandons_the_relays_batch_exits_1_within_its_budget(
     assert "shutdown_timed_out" not in events, service.output()
     assert "shutdown_complete" not in events, service.output()
 
-    # The abandoned batch's events go out with the next relay.
-    relay = await launch("relay")
-    await relay.wait_for_event(lambda e: e.get("event") == "relay_started")
-    books = await check_books("SIGTERM with RabbitMQ frozen", db, load.requests, consumer)
-    assert await relay.stop() == 0, relay.output()
-    report(capsys, books.line())
-    books.assert_clean()
-    assert order_id in consumer.order_ids
+    await books_clean_after_the_next_relay(
+        "SIGTERM with RabbitMQ frozen", launch, db, load, consumer, capsys, order_id
+    )
 
 
 async def test_a_stop_with_rabbitmq_frozen_and_requests_using_all_their_time_ends_itself(
@@ -189,24 +175,11 @@ async def test_a_stop_with_rabbitmq_frozen_and_requests_using_all_their_time_end
     shutdown_timeout = 2.0
     loop = asyncio.get_running_loop()
     async with TcpProxy("127.0.0.1", 5672) as proxy:
-        service = await launch(
-            "serve",
-            "--workers",
-            "1",
-            AMQP_URL=proxy.url_for(AMQP_URL),
-            SHUTDOWN_TIMEOUT=shutdown_timeout,
+        service, load, order_id = await relay_batch_held_by_a_frozen_broker(
+            launch, proxy, consumer, db, SHUTDOWN_TIMEOUT=shutdown_timeout
         )
-        port = await service.serving_port()
-        load = Load(f"http://127.0.0.1:{port}", clients=8)
-        load.start()
-        assert await wait_until(lambda: len(consumer.deliveries) >= 30, 20)
-
-        proxy.freeze()
-        frozen_at = len(load.attempts)
-        assert await wait_until(lambda: any(a.order_id for a in load.attempts[frozen_at:]), 10)
-        order_id = next(a.order_id for a in load.attempts[frozen_at:] if a.order_id)
-        assert await relay_claims(db, order_id, timeout=CONFIRM_TIMEOUT + 10)
         await load.stop()
+        port = await service.serving_port()
 
         raw = initials_body(coupon="HALFPRICE", sequence=f"held-{uuid.uuid4().hex[:12]}")
         async with db.transaction(), aiohttp.ClientSession() as session:
@@ -226,12 +199,14 @@ async def test_a_stop_with_rabbitmq_frozen_and_requests_using_all_their_time_end
         await proxy.cut()
 
     budget = shutdown_timeout + CLEANUP_GRACE_SECONDS
-    ends = [e for e in service.events if str(e.get("event")).startswith("shutdown_")]
-    report(
+    ends = reported_stop(
         capsys,
-        f"[fault] SIGTERM with RabbitMQ frozen and a request using all of SHUTDOWN_TIMEOUT="
-        f"{shutdown_timeout:g}: exit {code} after {stopped_after:.2f} s (budget {budget:g} s), "
-        f"{ends[-1]['event']} {ends[-1].get('abandoned', '')}",
+        "SIGTERM with RabbitMQ frozen and a request using all of "
+        f"SHUTDOWN_TIMEOUT={shutdown_timeout:g}",
+        service,
+        code,
+        stopped_after,
+        budget,
     )
     assert code == 1, service.output()
     assert shutdown_timeout <= stopped_after < budget, service.output()
@@ -242,11 +217,64 @@ async def test_a_stop_with_rabbitmq_frozen_and_requests_using_all_their_time_end
     [cut] = [e for e in service.events if e.get("event") == "request" and e.get("status") == 499]
     assert cut["route"] == INITIALS_PATH
 
+    await books_clean_after_the_next_relay(
+        "SIGTERM with RabbitMQ frozen, all time used", launch, db, load, consumer, capsys, order_id
+    )
+
+
+def reported_stop(
+    capsys: pytest.CaptureFixture[str],
+    title: str,
+    service: ServiceProcess,
+    code: int,
+    stopped_after: float,
+    budget: float,
+) -> list[dict[str, Any]]:
+    """The service's shutdown_* lines, its last one reported with how the stop went."""
+    ends = [e for e in service.events if str(e.get("event")).startswith("shutdown_")]
+    report(
+        capsys,
+        f"[fault] {title}: exit {code} after {stopped_after:.2f} s (budget {budget:g} s), "
+        f"{ends[-1]['event']} {ends[-1].get('abandoned', '')}",
+    )
+    return ends
+
+
+async def relay_batch_held_by_a_frozen_broker(
+    launch: Launch, proxy: TcpProxy, consumer: EventConsumer, db: asyncpg.Connection, **env: Any
+) -> tuple[ServiceProcess, Load, str]:
+    """A single worker publishing through `proxy` under load, then RabbitMQ frozen: once
+    its relay holds, in a batch that can never have its confirms, the event of an order
+    committed after the freeze. Returns the service, its load (running) and that order."""
+    service = await launch("serve", "--workers", "1", AMQP_URL=proxy.url_for(AMQP_URL), **env)
+    port = await service.serving_port()
+    load = Load(f"http://127.0.0.1:{port}", clients=8)
+    load.start()
+    assert await wait_until(lambda: len(consumer.deliveries) >= 30, 20)
+    proxy.freeze()
+    frozen_at = len(load.attempts)
+    assert await wait_until(lambda: any(a.order_id for a in load.attempts[frozen_at:]), 10)
+    order_id = next(a.order_id for a in load.attempts[frozen_at:] if a.order_id)
+    # The relay may still be in a batch claimed before the freeze, whose confirms it waits
+    # for up to CONFIRM_TIMEOUT before it claims the next.
+    assert await relay_claims(db, order_id, timeout=CONFIRM_TIMEOUT + 10)
+    return service, load, order_id
+
+
+async def books_clean_after_the_next_relay(
+    title: str,
+    launch: Launch,
+    db: asyncpg.Connection,
+    load: Load,
+    consumer: EventConsumer,
+    capsys: pytest.CaptureFixture[str],
+    order_id: str,
+) -> None:
+    """The abandoned batch's events go out with the next relay: every order has its
+    event, `order_id`'s included."""
     relay = await launch("relay")
     await relay.wait_for_event(lambda e: e.get("event") == "relay_started")
-    books = await check_books(
-        "SIGTERM with RabbitMQ frozen, all time used", db, load.requests, consumer
-    )
+    books = await check_books(title, db, load.requests, consumer)
     assert await relay.stop() == 0, relay.output()
     report(capsys, books.line())
     books.assert_clean()
