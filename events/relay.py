@@ -613,7 +613,10 @@ class OutboxRelay:
             try:
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
-                await conn.add_listener(LISTEN_CHANNEL, self._on_notify)
+                # Bounded: a connection that stopped answering would hold the listener
+                # here for good (the poll would still find the events, later).
+                async with asyncio.timeout(5):
+                    await conn.add_listener(LISTEN_CHANNEL, self._on_notify)
                 self.wake()  # catch up on whatever was written while nobody listened
                 self.listening.set()
                 while not conn.is_closed():

@@ -296,7 +296,10 @@ class CatalogCache:
                 # restarted) wakes the loop at once, to reconnect and read the catalog
                 # again: a load committed meanwhile sent its NOTIFY to nobody.
                 conn.add_termination_listener(on_change)
-                await conn.add_listener(CATALOG_CHANNEL, on_change)
+                # Bounded like the ping: LISTEN on a connection that stopped answering
+                # would otherwise never return, and nothing would read the catalog again.
+                async with asyncio.timeout(LISTENER_PING_TIMEOUT):
+                    await conn.add_listener(CATALOG_CHANNEL, on_change)
                 # Anything committed between the first read and LISTEN is picked up here.
                 await self.refresh(pool)
                 while not conn.is_closed():

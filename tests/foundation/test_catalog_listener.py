@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -116,3 +117,30 @@ async def until_listening(pool: asyncpg.Pool) -> None:
             LISTENER_NAME,
         ):
             await asyncio.sleep(0.02)
+
+
+async def test_a_listen_that_is_never_answered_is_given_up(
+    demo_database_url: str,
+    pool: asyncpg.Pool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The connection stops answering between the connect and the LISTEN: before, the
+    # listener waited there for good, and the catalog never changed again.
+    monkeypatch.setattr(catalog_module, "LISTENER_PING_TIMEOUT", 0.3)
+    real_add_listener = asyncpg.Connection.add_listener
+    calls = 0
+
+    async def first_never_answered(self: asyncpg.Connection, *args: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.Event().wait()
+        await real_add_listener(self, *args)
+
+    monkeypatch.setattr(asyncpg.Connection, "add_listener", first_never_answered)
+    cache = CatalogCache()
+    async with cache.follow(pool, demo_database_url, poll_seconds=POLL_SECONDS):
+        await load_new_price(demo_database_url, tmp_path, 4567)
+        await until_price(cache, {"USD": 4567})
+        await until_listening(pool)
