@@ -55,14 +55,17 @@ INVOICE_DELIVERY_METHODS = ("mail", "email")
 # The document's own wording (it shows the pattern without the /i flag it also allows).
 PERIOD_ID_MESSAGE = "Parameter must match format (/^[a-f\\d]{24}$/)"
 PERIOD_ID_PATTERN = re.compile(r"[a-f\d]{24}", re.IGNORECASE | re.ASCII)
-# RFC 5646 language tag: language, script, region, variants, extensions, private use.
+# RFC 5646 language tag: language, script, region, variants, extensions, private use;
+# or a private-use tag alone (x-whatever), or a grandfathered i- tag (i-klingon).
 LANGUAGE_TAG = re.compile(
     r"(?:[a-z]{2,3}(?:-[a-z]{3}){0,3}|[a-z]{4,8})"
     r"(?:-[a-z]{4})?"
     r"(?:-(?:[a-z]{2}|\d{3}))?"
     r"(?:-(?:[a-z\d]{5,8}|\d[a-z\d]{3}))*"
     r"(?:-[a-wy-z\d](?:-[a-z\d]{2,8})+)*"
-    r"(?:-x(?:-[a-z\d]{1,8})+)?",
+    r"(?:-x(?:-[a-z\d]{1,8})+)?"
+    r"|x(?:-[a-z\d]{1,8})+"
+    r"|i-[a-z]{2,8}",
     re.IGNORECASE | re.ASCII,
 )
 

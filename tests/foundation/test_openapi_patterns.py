@@ -59,7 +59,10 @@ def test_both_cases_matches_what_ignorecase_does(source: str) -> None:
     [
         (
             LANGUAGE_TAG,
-            ["en", "EN-us", "zh-Hant-TW", "de-CH-1996", "en-x-Private", "x-a", "en-", "e"],
+            [
+                *("en", "EN-us", "zh-Hant-TW", "de-CH-1996", "en-x-Private", "x-a", "en-", "e"),
+                *("X-private", "i-Klingon", "i-", "x-"),
+            ],
         ),
         (PERIOD_ID_PATTERN, ["aBcDeF0123456789abcdef01", "g" * 24, "A" * 23]),
         (RFC3339_OPTIONAL_OFFSET, ["2024-01-02t03:04:05z", "2024-01-02T03:04:05+01:00"]),
