@@ -59,8 +59,12 @@ class OneclickProductSchema(FastSchema):
         required=True,
         validate=validate.OneOf(ACTIONS, error="must be one of: " + ", ".join(ACTIONS)),
     )
-    product_code = StrictString(data_key="productCode", validate=validate.Length(1, 100))
-    subscription_id = StrictUUID(data_key="subscriptionId")
+    # null is absent, as for the body's optional fields: clients generated from the
+    # OpenAPI document send their unset fields as null.
+    product_code = StrictString(
+        data_key="productCode", allow_none=True, validate=validate.Length(1, 100)
+    )
+    subscription_id = StrictUUID(data_key="subscriptionId", allow_none=True)
 
     @validates_schema
     def fields_belong_to_action(self, data: dict[str, Any], **_: Any) -> None:
@@ -70,8 +74,8 @@ class OneclickProductSchema(FastSchema):
         takes = ACTION_FIELDS[action]
         accepts = takes | OPTIONAL_ACTION_FIELDS.get(action, frozenset())
         present = {
-            "productCode": "product_code" in data,
-            "subscriptionId": "subscription_id" in data,
+            "productCode": data.get("product_code") is not None,
+            "subscriptionId": data.get("subscription_id") is not None,
         }
         problems: dict[str, list[str]] = {}
         for name in ITEM_FIELDS:
@@ -136,7 +140,7 @@ class OneclickRequestSchema(FastSchema):
             if (
                 isinstance(item, dict)
                 and item.get("action") in SUBSCRIPTION_ACTIONS
-                and "subscription_id" in item
+                and item.get("subscription_id") is not None
             ):
                 positions[item["subscription_id"]].append(position)
         problems: dict[str, list[str]] = {}

@@ -73,6 +73,9 @@ def test_loads_every_action_into_the_typed_command() -> None:
         ({"action": "purchase", "productCode": 7}, "productCode", "must be a string"),
         ({"action": "purchase", "productCode": ""}, "productCode", "Length"),
         ({"action": "purchase", "productCode": "basic_1m", "qty": 2}, "qty", "Unknown field"),
+        # null is absent: still required where the action needs it.
+        ({"action": "purchase", "productCode": None}, "productCode", "required"),
+        ({"action": "renew", "subscriptionId": None}, "subscriptionId", "required"),
     ],
 )
 def test_a_field_that_does_not_fit_the_action_is_named_by_its_item_path(
@@ -144,6 +147,20 @@ def test_null_metadata_is_no_metadata() -> None:
         body_for({"action": "purchase", "productCode": "report_pdf"}, metaData=None)
     )
     assert loaded["metadata"] is None
+
+
+def test_a_null_item_field_is_an_absent_one() -> None:
+    # Clients generated from the OpenAPI document send their unset fields as null.
+    loaded = ONECLICK_REQUEST.load(
+        body_for(
+            {"action": "purchase", "productCode": "report_pdf", "subscriptionId": None},
+            {"action": "renew", "subscriptionId": ANN_PREMIUM_SUB, "productCode": None},
+        )
+    )
+    assert to_oneclick_request(loaded).products == (
+        OneclickItemRequest("purchase", "report_pdf", None),
+        OneclickItemRequest("renew", None, UUID(ANN_PREMIUM_SUB)),
+    )
 
 
 def test_rule_1_names_every_item_acting_on_the_same_subscription() -> None:
