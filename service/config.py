@@ -336,11 +336,14 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     )
     if config.db_pool_min > config.db_pool_max:
         raise ConfigError("DB_POOL_MIN", "must not exceed DB_POOL_MAX")
-    if config.idempotency_ttl_seconds < config.signature_window_seconds:
-        # A signed request can be sent again for as long as its x-date is in the window; a
-        # retry with its Idempotency-Key must still find the stored answer then.
+    if config.idempotency_ttl_seconds < 2 * config.signature_window_seconds:
+        # A signed request can be sent again for as long as its x-date is in the window,
+        # and an x-date may be a window ahead of the server's clock: a resend with its
+        # Idempotency-Key must still find the stored answer up to two windows after the
+        # first send.
         raise ConfigError(
-            "IDEMPOTENCY_TTL_SECONDS", "must not be shorter than SIGNATURE_WINDOW_SECONDS"
+            "IDEMPOTENCY_TTL_SECONDS",
+            "must be at least twice SIGNATURE_WINDOW_SECONDS",
         )
     _check_jwt_keys(config)
     return config

@@ -23,6 +23,10 @@ POOL_CLOSE_SECONDS = 3.0
 DATABASE_DOWN = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    # A pooled connection whose backend was terminated while it sat idle (a restart, a
+    # failover, pg_terminate_backend): asyncpg has read PostgreSQL's FATAL error but not
+    # yet the close, and refuses the next query ("cannot switch to state ...").
+    asyncpg.InternalClientError,
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
     asyncpg.QueryCanceledError,

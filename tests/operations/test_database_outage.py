@@ -244,3 +244,37 @@ async def test_readiness_with_a_database_that_stops_answering_is_503_within_the_
     assert (await response.json())["checks"]["database"] == "down"
     assert took < ANSWER_WITHIN
     assert (await client.get("/health/ready")).status == 200
+
+
+async def test_pooled_connections_terminated_under_load_answer_503_never_500(
+    aiohttp_client: Any, config: Config, customer_token: str
+) -> None:
+    # PostgreSQL terminates the service's connections (a restart, a failover) while orders
+    # arrive. A pooled connection whose FATAL error asyncpg had read, and not yet its
+    # close, refused the next query with InternalClientError: 500 internal_error (about a
+    # quarter of the orders in ten rounds), and an Idempotency-Key claim left in progress.
+    client = await aiohttp_client(create_app(config))
+    admin = await asyncpg.connect(with_database(config.database_url, "postgres"))
+    database = config.database_url.rsplit("/", 1)[1]
+    answers: list[tuple[int, str | None]] = []
+    try:
+        for round_number in range(10):
+            posting = [
+                asyncio.create_task(
+                    post_initials(client) if n % 2 else post_me_order(client, customer_token)
+                )
+                for n in range(20)
+            ]
+            await asyncio.sleep(0.005 * (round_number % 5))
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = $1 AND pid <> pg_backend_pid()",
+                database,
+            )
+            for response in await asyncio.gather(*posting):
+                body = await response.json()
+                code = body.get("error", {}).get("code") if "error" in body else body.get("code")
+                answers.append((response.status, code))
+    finally:
+        await admin.close()
+    assert {answer for answer in answers if answer[0] != 200} <= {(503, "database_unavailable")}
