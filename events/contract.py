@@ -22,6 +22,26 @@ def asyncapi_document() -> dict[str, Any]:
     return document
 
 
+DOCUMENTED_EXCHANGE = "orders"
+
+
+@cache
+def asyncapi_for_exchange(exchange: str) -> bytes:
+    """The document as an instance serves it: naming the exchange it publishes to
+    (EVENTS_EXCHANGE), where the stored file names the default, `orders`. A team reading
+    a staging instance's document must not bind to an exchange that instance never uses."""
+    if exchange == DOCUMENTED_EXCHANGE:
+        return asyncapi_bytes()
+    document = asyncapi_document()
+    named = f"exchange `{DOCUMENTED_EXCHANGE}`"
+    instead = f"exchange `{exchange}`"
+    document["info"]["description"] = document["info"]["description"].replace(named, instead)
+    channel = document["channels"]["orderCreated"]
+    channel["description"] = channel["description"].replace(named, instead)
+    channel["bindings"]["amqp"]["exchange"]["name"] = exchange
+    return orjson.dumps(document)
+
+
 def component_schema(name: str, *, strict: bool = False) -> dict[str, Any]:
     """A JSON Schema (draft 7, as AsyncAPI schemas are) for components/schemas/<name>,
     with the document's components alongside so its internal $refs resolve.

@@ -16,9 +16,30 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 import aio_pika
+import asyncpg
 import orjson
 
 from service.config import Config
+from service.outside_failures import OUTSIDE_FAILURES
+from service.sql import queries
+
+
+async def events_waiting_for_a_queue(database_url: str) -> int | None:
+    """How many unsent events wait for a first queue bound for them (no queue was, when
+    the relay tried), or None when the database cannot be asked. The tail's own queue
+    would be that first queue: those events would go to it alone, be marked sent, and
+    never reach a consumer bound later."""
+    try:
+        conn = await asyncpg.connect(database_url, timeout=5)
+    except OUTSIDE_FAILURES:
+        return None
+    try:
+        waiting: int = await conn.fetchval(queries.outbox_waiting_for_a_queue, timeout=5)
+    except OUTSIDE_FAILURES:
+        return None
+    finally:
+        conn.terminate()
+    return waiting
 
 
 def event_line(body: bytes) -> str:

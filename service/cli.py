@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import structlog
 
 from service.config import Config, ConfigError, load_config
 from service.logs import configure_logging
 from service.outside_failures import OUTSIDE_FAILURES, describe
+
+T = TypeVar("T")
 
 log = structlog.get_logger("order-service")
 
@@ -33,13 +36,12 @@ def _positive_int(raw: str) -> int:
     return value
 
 
-def _run(coro: object) -> None:
+def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         import uvloop
-
-        uvloop.run(coro)  # type: ignore[arg-type]
     except ImportError:  # pragma: no cover - platforms without uvloop
-        asyncio.run(coro)  # type: ignore[arg-type]
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 def cmd_migrate(config: Config, _args: argparse.Namespace) -> int:
@@ -117,8 +119,25 @@ def cmd_relay(config: Config, _args: argparse.Namespace) -> int:
 
 
 def cmd_events_tail(config: Config, args: argparse.Namespace) -> int:
-    from events.tail import tail
+    from events.tail import events_waiting_for_a_queue, tail
 
+    if not args.take_backlog:
+        waiting = _run(events_waiting_for_a_queue(config.database_url))
+        if waiting is None:
+            print(
+                "order-service: could not ask the database whether events wait for a first "
+                "queue; tailing anyway",
+                file=sys.stderr,
+            )
+        elif waiting:
+            print(
+                f"order-service: {waiting} events wait in the outbox for a first queue "
+                "bound for them; the tail's queue would take them, and a consumer bound "
+                "later would never get them. Bind the consumers' queues first, or pass "
+                "--take-backlog.",
+                file=sys.stderr,
+            )
+            return 2
     _run(tail(config, binding=args.binding, limit=args.limit))
     return 0
 
@@ -175,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--binding", default="order.created", help="routing key pattern")
     tail.add_argument(
         "--limit", type=_positive_int, default=None, help="stop after this many events"
+    )
+    tail.add_argument(
+        "--take-backlog",
+        action="store_true",
+        help="tail even while events wait for a first queue (they go to the tail alone)",
     )
     tail.set_defaults(func=cmd_events_tail)
     return parser

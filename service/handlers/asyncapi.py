@@ -1,14 +1,16 @@
-"""GET /asyncapi.json: the event contract (AsyncAPI 3) of the `orders` exchange."""
+"""GET /asyncapi.json: the event contract (AsyncAPI 3) of this instance's exchange."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from events.contract import asyncapi_bytes
+from events.contract import asyncapi_for_exchange
+from service.state import CONFIG
 
 routes = web.RouteTableDef()
 
 
 @routes.get("/asyncapi.json")
-async def asyncapi(_request: web.Request) -> web.Response:
-    return web.Response(body=asyncapi_bytes(), content_type="application/json")
+async def asyncapi(request: web.Request) -> web.Response:
+    body = asyncapi_for_exchange(request.app[CONFIG].events_exchange)
+    return web.Response(body=body, content_type="application/json")

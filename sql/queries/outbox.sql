@@ -48,3 +48,8 @@ DELETE FROM outbox
                 FROM outbox
                WHERE published_at < now() - make_interval(secs => $1)
                LIMIT $2);
+
+-- name: outbox_waiting_for_a_queue
+-- Unsent events the relay found no queue bound for: the first queue bound for them gets
+-- them (`events tail` asks before it binds its own).
+SELECT count(*) FROM outbox WHERE published_at IS NULL AND last_error LIKE 'unroutable:%';

@@ -23,22 +23,33 @@ def validator(name: str) -> jsonschema.Draft7Validator:
     return jsonschema.Draft7Validator(schema, format_checker=jsonschema.FormatChecker())
 
 
-async def test_document_is_served_at_asyncapi_json(client: Any) -> None:
+async def test_document_is_served_at_asyncapi_json_naming_the_instances_exchange(
+    client: Any, config: Config
+) -> None:
     response = await client.get("/asyncapi.json")
     assert response.status == 200
     assert response.content_type == "application/json"
     document = await response.json()
-    assert document == asyncapi_document()
     assert document["asyncapi"].startswith("3.")
     channel = document["channels"]["orderCreated"]
     assert channel["address"] == ROUTING_KEY
+    # The stored file names the default exchange; an instance names its EVENTS_EXCHANGE.
+    assert config.events_exchange != "orders"
     assert channel["bindings"]["amqp"]["exchange"] == {
-        "name": "orders",
+        "name": config.events_exchange,
         "type": "topic",
         "durable": True,
         "autoDelete": False,
         "vhost": "/",
     }
+    named = f"exchange `{config.events_exchange}`"
+    assert named in channel["description"]
+    assert named in document["info"]["description"]
+    assert "`orders`" not in channel["description"] + document["info"]["description"]
+    stored = asyncapi_document()
+    assert stored["channels"]["orderCreated"]["bindings"]["amqp"]["exchange"]["name"] == "orders"
+    assert document["components"] == stored["components"]
+    assert document["operations"] == stored["operations"]
     message = document["components"]["messages"]["orderCreated"]
     assert message["contentType"] == "application/cloudevents+json"
     assert message["bindings"]["amqp"]["messageType"] == EVENT_TYPE

@@ -8,9 +8,10 @@ import io
 import sys
 from dataclasses import replace
 
+import asyncpg
 import orjson
 
-from events.tail import event_line, tail
+from events.tail import event_line, events_waiting_for_a_queue, tail
 from service.config import Config
 from tests.events.conftest import EventConsumer, PlaceOrders, StartRelay
 from tests.events.test_relay import METADATA
@@ -96,6 +97,8 @@ async def test_cli_tail_stops_after_limit(
         "tail",
         "--limit",
         "1",
+        # Other tests leave events no queue was bound for; this one is about --limit.
+        "--take-backlog",
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -113,3 +116,36 @@ async def test_cli_tail_stops_after_limit(
     envelope = orjson.loads(line)
     assert envelope["type"] == "com.order-service.order.created"
     assert await asyncio.wait_for(process.wait(), 10) == 0
+
+
+async def test_cli_tail_refuses_while_events_wait_for_a_first_queue(
+    placer: PlaceOrders, db: asyncpg.Connection, config: Config
+) -> None:
+    # Its queue would be the first bound: the waiting events would go to it alone, be
+    # marked sent, and never reach the consumer bound after it.
+    [order] = await placer()
+    await db.execute(
+        "UPDATE outbox SET last_error = 'unroutable: no queue bound' WHERE event_id = $1::uuid",
+        order.event_id,
+    )
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *("-m", "service.cli", "events", "tail", "--limit", "1"),
+            env=service_env(replace(config), LOG_LEVEL="warning"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        await db.execute(
+            "UPDATE outbox SET published_at = now() WHERE event_id = $1::uuid", order.event_id
+        )
+    assert process.returncode == 2, stderr
+    assert stdout == b""
+    assert b"wait in the outbox for a first queue" in stderr
+    assert b"--take-backlog" in stderr
+
+
+async def test_the_backlog_question_without_a_database_is_no_answer() -> None:
+    assert await events_waiting_for_a_queue("postgresql://postgres@127.0.0.1:1/none") is None
