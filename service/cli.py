@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shlex
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
@@ -93,7 +94,9 @@ def cmd_sign(_config: Config, args: argparse.Namespace) -> int:
         source_id=args.source_id,
         ga_client_id=args.ga_client_id or None,
     )
-    print(" ".join(f"-H '{name}: {value}'" for name, value in headers.items()))
+    # Quoted for the shell: the README reads the line with eval, and a value (a source
+    # id, say) may hold a quote.
+    print(" ".join(f"-H {shlex.quote(f'{name}: {value}')}" for name, value in headers.items()))
     return 0
 
 

@@ -1,7 +1,8 @@
 """`python -m service.healthcheck`: the container image's HEALTHCHECK, for both of its
 commands. Exits 0 when GET /health/live on HOST (127.0.0.1 when it is every address, the
-default) answers 200 at PORT (`order-service serve`) or, when nothing answers there, at
-RELAY_HTTP_PORT (`order-service relay`, which does not listen on PORT); 1 otherwise.
+default; ::1 for every IPv6 address) answers 200 at PORT (`order-service serve`) or, when
+nothing answers there, at RELAY_HTTP_PORT (`order-service relay`, which does not listen on
+PORT); 1 otherwise.
 
 It reads only those three variables: a container whose other settings are wrong is refused
 by the service itself at start, with the reason, not reported here as a bare failure.
@@ -19,7 +20,9 @@ from service.config import Config
 TIMEOUT_SECONDS = 2.0
 _DEFAULTS = Config()
 # HOST values that listen on every address, the loopback one included (compared only).
-_EVERY_ADDRESS = frozenset({"", "0.0.0.0", "::"})  # noqa: S104
+_EVERY_ADDRESS = frozenset({"", "0.0.0.0"})  # noqa: S104
+# Every IPv6 address: asyncio binds it IPv6-only (IPV6_V6ONLY), so 127.0.0.1 finds nothing.
+_EVERY_IPV6_ADDRESS = "::"
 
 
 def probed_ports(env: Mapping[str, str]) -> list[int]:
@@ -40,6 +43,8 @@ def probed_host(env: Mapping[str, str]) -> str:
     host = env.get("HOST", "").strip()
     if host in _EVERY_ADDRESS:
         return "127.0.0.1"
+    if host == _EVERY_IPV6_ADDRESS:
+        return "[::1]"
     return f"[{host}]" if ":" in host else host
 
 

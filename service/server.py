@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import multiprocessing
 import os
 import shutil
@@ -36,6 +37,7 @@ from collections.abc import Coroutine
 from dataclasses import replace
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -68,11 +70,34 @@ STABLE_AFTER_SECONDS = 60.0
 
 
 def resolve_workers(requested: int | None, config: Config) -> int:
-    """--workers, else WORKERS, else one per CPU core."""
+    """--workers, else WORKERS, else one per CPU this process may use (at most
+    MAX_WORKERS)."""
     count = requested if requested is not None else config.workers
     if not 0 <= count <= MAX_WORKERS:
         raise ValueError(f"--workers must be between 0 and {MAX_WORKERS}")
-    return count or os.cpu_count() or 1
+    return count or min(usable_cpus(), MAX_WORKERS)
+
+
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def usable_cpus(cpu_max: Path | None = None) -> int:
+    """The CPUs this process may run on (its affinity: taskset, a cpuset), fewer if its
+    cgroup's CPU quota (a container's CPU limit) allows less time than that. os.cpu_count()
+    is the host's: a container limited to one CPU on a 64-core node would start 64
+    workers, each with a pool of DB_POOL_MAX connections."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = cpus or 1
+    try:
+        quota, period = (cpu_max or CGROUP_CPU_MAX).read_text().split()[:2]
+    except (OSError, ValueError):
+        return cpus
+    if quota == "max":
+        return cpus
+    try:
+        return max(1, min(cpus, math.ceil(int(quota) / int(period))))
+    except (ValueError, ZeroDivisionError):
+        return cpus
 
 
 def run_async(coro: Coroutine[Any, Any, int]) -> int:
@@ -90,6 +115,13 @@ def serve(config: Config, *, workers: int | None = None, migrate_first: bool = T
     except ValueError as exc:
         print(f"order-service: {exc}", file=sys.stderr)
         return 2
+    from service.auth.bearer import unverifiable_reason
+
+    reason = unverifiable_reason(config)
+    if reason is not None:
+        log.warning(
+            "bearer_tokens_unverifiable", reason=reason, endpoint="/external/api/v1/me/order"
+        )
     if migrate_first and config.migrate_on_start:
         from service.migrations import migrate
 

@@ -213,6 +213,19 @@ def authenticate_customer(
     return customer
 
 
+def unverifiable_reason(config: Config) -> str | None:
+    """Why no Bearer token can be verified with this configuration (JWT_ALGORITHMS names
+    only algorithms whose key is missing), or None. The service still starts, since
+    merchants' endpoints need no token, but every customer order would get 401."""
+    hmac = [a for a in config.jwt_algorithms if a in HMAC_ALGORITHMS]
+    asymmetric = [a for a in config.jwt_algorithms if a not in HMAC_ALGORITHMS]
+    if (hmac and config.jwt_secret) or (asymmetric and config.jwt_public_key_file):
+        return None
+    if hmac:
+        return f"JWT_SECRET is not set, and JWT_ALGORITHMS names {', '.join(hmac)} only"
+    return "JWT_PUBLIC_KEY_FILE is not set"
+
+
 def mint_token(
     config: Config,
     *,
@@ -227,7 +240,12 @@ def mint_token(
         raise ValueError("JWT_SECRET is not set; a token can only be minted with an HMAC secret")
     if ttl <= 0:
         raise ValueError("the token's lifetime (--ttl) must be a positive number of seconds")
-    algorithm = next((a for a in config.jwt_algorithms if a in HMAC_ALGORITHMS), "HS256")
+    algorithm = next((a for a in config.jwt_algorithms if a in HMAC_ALGORITHMS), None)
+    if algorithm is None:
+        raise ValueError(
+            "JWT_ALGORITHMS accepts no HMAC algorithm (HS256, HS384, HS512): the service "
+            "would refuse a token minted with JWT_SECRET"
+        )
     issued_at = int(time.time() if now is None else now)
     claims: dict[str, Any] = {
         "sub": sub,

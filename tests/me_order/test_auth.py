@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from multidict import CIMultiDict
 
 from service.app import create_app
-from service.auth.bearer import VerifiedTokens, mint_token
+from service.auth.bearer import VerifiedTokens, mint_token, unverifiable_reason
 from service.cli import main as cli_main
 from service.config import Config
 from service.errors import Unauthorized
@@ -296,6 +296,45 @@ def test_cli_token_command(
     monkeypatch.delenv("JWT_SECRET")
     assert cli_main(["token", "--sub", "customer-1", "--org", "adeprimo"]) == 2
     assert "JWT_SECRET" in capsys.readouterr().err
+
+
+def test_cli_token_refuses_to_mint_what_the_service_would_refuse(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Only RS256 accepted: an HS256 token minted with JWT_SECRET would get 401 every time.
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = tmp_path / "jwt.pub"
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    monkeypatch.setenv("LOG_LEVEL", "warning")
+    monkeypatch.setenv("JWT_SECRET", "cli-test-secret-0123456789abcdefgh")
+    monkeypatch.setenv("JWT_ALGORITHMS", "RS256")
+    monkeypatch.setenv("JWT_PUBLIC_KEY_FILE", str(public))
+    assert cli_main(["token", "--sub", "customer-1", "--org", "adeprimo"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "accepts no HMAC algorithm" in captured.err
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"jwt_secret": None}, "JWT_SECRET is not set"),
+        ({"jwt_secret": None, "jwt_algorithms": ("RS256",)}, "JWT_PUBLIC_KEY_FILE is not set"),
+        ({}, None),
+    ],
+)
+def test_a_configuration_that_can_verify_no_token_is_named(
+    config: Config, changes: dict[str, Any], reason: str | None
+) -> None:
+    found = unverifiable_reason(replace(config, **changes))
+    if reason is None:
+        assert found is None
+    else:
+        assert found is not None and reason in found
 
 
 class TestVerifiedTokens:
