@@ -215,13 +215,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.func(config, args)
     except OUTSIDE_FAILURES as exc:
         log.error(
-            "command_failed",
-            command=args.command,
-            error=describe(exc),
-            database=config.database_url_redacted,
+            "command_failed", command=args.command, error=describe(exc), **_where(exc, config)
         )
         return 1
     return result
+
+
+def _where(exc: BaseException, config: Config) -> dict[str, str]:
+    """What the failure was with, for the operator: RabbitMQ's address, a file's name, or
+    the database's (redacted) address; naming the database for a broker that cannot be
+    reached sent them looking at PostgreSQL."""
+    import aiormq
+
+    if isinstance(exc, aiormq.exceptions.AMQPError):
+        return {"broker": config.amqp_url_redacted}
+    filename = getattr(exc, "filename", None)
+    if isinstance(exc, OSError) and filename is not None:
+        return {"file": str(filename)}
+    return {"database": config.database_url_redacted}
 
 
 if __name__ == "__main__":

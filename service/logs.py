@@ -202,6 +202,21 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     )
     if fmt != "console" and numeric <= logging.INFO:
         _json_info = (_installed_config(), structlog.WriteLogger(cast(TextIO, STDOUT)))
+    handler.addFilter(drop_reconnect_noise)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(numeric, logging.WARNING))
+
+
+# aiormq logs every failed connection attempt at error level, before raising it; the
+# Broker logs the same attempt as broker_connect_failed (a warning, with its retry delay).
+# Alerts on error lines would fire at every retry of a RabbitMQ outage.
+AIORMQ_CONNECT_ATTEMPT = "error when creating transport"
+
+
+def drop_reconnect_noise(record: logging.LogRecord) -> bool:
+    return not (
+        record.name == "aiormq.connection"
+        and isinstance(record.msg, str)
+        and record.msg.startswith(AIORMQ_CONNECT_ATTEMPT)
+    )

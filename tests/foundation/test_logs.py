@@ -202,3 +202,16 @@ def test_a_logger_factory_set_by_structlog_configure_is_honoured(
         assert json.loads(sink.getvalue())["status"] == 200
     finally:
         configure_logging("warning", "json")
+
+
+def test_aiormqs_error_line_for_each_connection_attempt_is_left_out(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The Broker logs the attempt as broker_connect_failed (a warning); aiormq's own error
+    # line for it made alerts on error lines fire at every retry of a RabbitMQ outage.
+    configure_logging("info", "json")
+    aiormq_log = logging.getLogger("aiormq.connection")
+    aiormq_log.error("error when creating transport: %r", ConnectionRefusedError(111))
+    aiormq_log.error("Unexpected connection close from remote")
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["event"] for line in lines] == ["Unexpected connection close from remote"]

@@ -22,6 +22,26 @@ async def test_migrate_with_the_database_unreachable_is_one_line(launch: Launch)
     assert "Traceback" not in process.output()
 
 
+async def test_a_failure_names_what_it_was_with(launch: Launch) -> None:
+    # RabbitMQ unreachable: the line names the broker, not the database (which is fine).
+    process = await launch(
+        "events", "tail", "--take-backlog", AMQP_URL="amqp://guest:guest@127.0.0.1:1/"
+    )
+    assert await process.wait() == 1
+    [failure] = [e for e in process.events if e.get("event") == "command_failed"]
+    assert failure["broker"] == "amqp://guest:***@127.0.0.1:1/"
+    assert "database" not in failure
+    # A file that is not there: its name.
+    process = await launch("sign", *SIGN_ARGS, "--body-file", "/nonexistent/body.json")
+    assert await process.wait() == 1
+    [failure] = [e for e in process.events if e.get("event") == "command_failed"]
+    assert failure["file"] == "/nonexistent/body.json"
+    assert "database" not in failure
+
+
+SIGN_ARGS = ("--public-key", "pk_eyezy_1", "--secret", "s", "--path", "/x")
+
+
 async def test_serve_migrating_with_the_database_unreachable_is_one_line(launch: Launch) -> None:
     process = await launch("serve", DATABASE_URL=UNREACHABLE_DATABASE, MIGRATE_ON_START="true")
     assert await process.wait() == 1
