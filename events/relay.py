@@ -728,10 +728,14 @@ def _failed_future(exc: BaseException) -> asyncio.Future[Any]:
 
 
 async def run_relay_forever(
-    config: Config, *, serving: contextlib.AbstractAsyncContextManager[None] | None = None
+    config: Config,
+    *,
+    serving: contextlib.AbstractAsyncContextManager[None] | None = None,
+    on_broker: Callable[[Broker], None] | None = None,
 ) -> None:
     """`order-service relay`: the relay alone, until SIGTERM or SIGINT (after the batch
-    in flight), inside `serving` (its probes and metrics) when given."""
+    in flight), inside `serving` (its probes and metrics) when given; `on_broker` gets its
+    broker connection once made (for the readiness probe)."""
     loop = asyncio.get_running_loop()
     stop_signals = (signal.SIGTERM, signal.SIGINT)
     relay: OutboxRelay | None = None
@@ -752,6 +756,8 @@ async def run_relay_forever(
             pool = await create_pool(config)
             broker = Broker(config.amqp_url)
             broker.start()
+            if on_broker is not None:
+                on_broker(broker)
             relay = OutboxRelay(config, pool, broker)
             if stopping:
                 relay.stop()

@@ -8,13 +8,16 @@ import shlex
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
 from service.config import Config, ConfigError, load_config
 from service.logs import configure_logging
 from service.outside_failures import OUTSIDE_FAILURES, describe
+
+if TYPE_CHECKING:
+    from events.broker import Broker
 
 T = TypeVar("T")
 
@@ -113,11 +116,16 @@ def cmd_token(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_relay(config: Config, _args: argparse.Namespace) -> int:
     from events.relay import run_relay_forever
-    from service.relay_http import relay_http
+    from service.relay_http import RelayProbes, relay_http
 
     # The probes and metrics answer until the relay has stopped (SIGTERM: after its batch
     # in flight).
-    _run(run_relay_forever(config, serving=relay_http(config)))
+    probes = RelayProbes()
+
+    def on_broker(broker: Broker) -> None:
+        probes.broker = broker
+
+    _run(run_relay_forever(config, serving=relay_http(config, probes), on_broker=on_broker))
     return 0
 
 

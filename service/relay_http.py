@@ -3,10 +3,10 @@ probes and its Prometheus metrics on HOST:RELAY_HTTP_PORT, for an orchestrator a
 scraper. `serve` answers the same paths on PORT itself (service/handlers/).
 
 - GET /health/live: 200 {"status": "ok"} while the process answers.
-- GET /health/ready: 200 while the database answers `SELECT 1` within DB_ACQUIRE_TIMEOUT,
-  503 (status "unavailable", failed ["database"]) otherwise; the body shaped as `serve`'s
-  (status, checks, failed). The relay's broker connection is not checked: it is out of
-  reach from here, inside events/relay.py's run_relay_forever.
+- GET /health/ready: 200 while the database answers `SELECT 1` within DB_ACQUIRE_TIMEOUT
+  (status "degraded" while the relay's broker connection is down), 503 (status
+  "unavailable", failed ["database"]) otherwise; the body shaped as `serve`'s (status,
+  checks, failed). run_relay_forever hands its Broker over through RelayProbes.
 - GET /metrics (unless METRICS_ENABLED=false): service.metrics.relay_registry().
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import asyncpg
 import structlog
@@ -22,6 +22,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from events.broker import Broker
 from service.config import Config
 from service.db import close_pool, create_pool
 from service.handlers.health import database_answers
@@ -34,6 +35,7 @@ CONFIG = web.AppKey("config", Config)
 # not reachable from here (events/relay.py's run_relay_forever holds it).
 PROBE_POOL = web.AppKey("probe_pool", asyncpg.Pool)
 METRICS = web.AppKey("metrics", CollectorRegistry)
+PROBES: web.AppKey[RelayProbes] = web.AppKey("probes")
 # Every answer is immediate; a scrape still in flight at shutdown gets this long.
 SHUTDOWN_SECONDS = 1.0
 
@@ -45,16 +47,37 @@ async def live(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+@dataclass
+class RelayProbes:
+    """What the relay's readiness reports besides the database: its broker connection,
+    once run_relay_forever has made it (down until then)."""
+
+    broker: Broker | None = None
+
+    def broker_connected(self) -> bool:
+        return self.broker is not None and self.broker.connected
+
+
 @routes.get("/health/ready")
 async def ready(request: web.Request) -> web.Response:
+    """503 while the database does not answer (the relay can claim nothing); 200
+    `degraded` while the broker connection is down (it publishes nothing meanwhile, and
+    the outbox grows, but a restart would not help), as `serve`'s readiness says it."""
     app = request.app
     database_up = await database_answers(app[PROBE_POOL], app[CONFIG].db_acquire_timeout)
-    checks = {"database": "ok" if database_up else "down"}
+    checks = {
+        "database": "ok" if database_up else "down",
+        "broker": "ok" if app[PROBES].broker_connected() else "down",
+    }
     failed = [name for name, state in checks.items() if state != "ok"]
-    body: dict[str, object] = {"status": "unavailable" if failed else "ok", "checks": checks}
+    if not database_up:
+        status, http_status = "unavailable", 503
+    else:
+        status, http_status = ("degraded" if failed else "ok"), 200
+    body: dict[str, object] = {"status": status, "checks": checks}
     if failed:
         body["failed"] = failed
-    return web.json_response(body, status=503 if failed else 200)
+    return web.json_response(body, status=http_status)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -71,9 +94,10 @@ async def _probe_pool(app: web.Application) -> AsyncIterator[None]:
         await close_pool(app[PROBE_POOL])
 
 
-def create_relay_http_app(config: Config) -> web.Application:
+def create_relay_http_app(config: Config, probes: RelayProbes) -> web.Application:
     app = web.Application()
     app[CONFIG] = config
+    app[PROBES] = probes
     app.cleanup_ctx.append(_probe_pool)
     app.router.add_routes(routes)
     if config.metrics_enabled:
@@ -83,7 +107,7 @@ def create_relay_http_app(config: Config) -> web.Application:
 
 
 @contextlib.asynccontextmanager
-async def relay_http(config: Config) -> AsyncIterator[None]:
+async def relay_http(config: Config, probes: RelayProbes) -> AsyncIterator[None]:
     """Serves the relay's probes and metrics for the body; with RELAY_HTTP_PORT=off, only
     runs the body. The port is bound before the body starts, so a port that cannot be
     had stops the command (OSError) before the relay starts."""
@@ -91,7 +115,7 @@ async def relay_http(config: Config) -> AsyncIterator[None]:
         yield
         return
     runner = web.AppRunner(
-        create_relay_http_app(config), access_log=None, shutdown_timeout=SHUTDOWN_SECONDS
+        create_relay_http_app(config, probes), access_log=None, shutdown_timeout=SHUTDOWN_SECONDS
     )
     await runner.setup()
     try:

@@ -88,12 +88,16 @@ async def test_relay_command_serves_its_probes_and_its_metrics(
     try:
         port = await process.relay_http_port()
         await process.wait_for_event(_relay_started)
+        await process.wait_for_event(lambda e: e.get("event") == "broker_connected")
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
             async with http.get("/health/live") as live:
                 assert (live.status, await live.json()) == (200, {"status": "ok"})
             async with http.get("/health/ready") as ready:
                 assert ready.status == 200
-                assert await ready.json() == {"status": "ok", "checks": {"database": "ok"}}
+                assert await ready.json() == {
+                    "status": "ok",
+                    "checks": {"database": "ok", "broker": "ok"},
+                }
 
             families, before = await scrape(http)
             for name in RELAY_FAMILIES:
@@ -137,13 +141,35 @@ async def test_relay_is_not_ready_while_its_database_does_not_answer(config: Con
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
             async with http.get("/health/ready") as ready:
                 assert ready.status == 503
-                assert await ready.json() == {
-                    "status": "unavailable",
-                    "checks": {"database": "down"},
-                    "failed": ["database"],
-                }
+                body = await ready.json()
+                assert body["status"] == "unavailable"
+                assert body["checks"]["database"] == "down"
+                assert "database" in body["failed"]
             async with http.get("/health/live") as live:
                 assert live.status == 200  # alive: the relay retries, nothing to restart
+        assert await process.stop(15) == 0
+    finally:
+        await process.kill()
+
+
+async def test_relay_with_its_broker_unreachable_is_ready_but_degraded(config: Config) -> None:
+    # It claims nothing it cannot publish, and the outbox grows: an operator must see why
+    # (before, its readiness said ok), but a restart would not help.
+    unreachable = replace(config, amqp_url="amqp://guest:guest@127.0.0.1:1/")
+    process = await ServiceProcess(["relay"], service_env(unreachable)).start()
+    try:
+        port = await process.relay_http_port()
+        await process.wait_for_event(_relay_started)
+        async with (
+            aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http,
+            http.get("/health/ready") as ready,
+        ):
+            assert ready.status == 200
+            assert await ready.json() == {
+                "status": "degraded",
+                "checks": {"database": "ok", "broker": "down"},
+                "failed": ["broker"],
+            }
         assert await process.stop(15) == 0
     finally:
         await process.kill()
