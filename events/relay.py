@@ -562,6 +562,16 @@ class OutboxRelay:
                         await channel.declare_exchange(
                             self.exchange, aio_pika.ExchangeType.TOPIC, durable=True
                         )
+                    except aiormq.exceptions.ChannelPreconditionFailed as exc:
+                        # EVENTS_EXCHANGE names an exchange of another kind (not a durable
+                        # topic one): no retry can fix that, an operator must.
+                        log.error(
+                            "relay_exchange_declare_failed",
+                            exchange=self.exchange,
+                            error=describe(exc),
+                        )
+                        await channel.close()
+                        raise
                     except BaseException:
                         await channel.close()
                         raise

@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 import aio_pika
+import aiormq
 import asyncpg
 import pytest
 from prometheus_client import REGISTRY
@@ -584,3 +585,23 @@ async def test_a_relay_whose_run_fails_says_so_at_once_and_starts_again(
         if '"relay_crashed"' in line
     ]
     assert "RuntimeError: a defect in the drain" in crash["exception"]
+
+
+async def test_an_exchange_of_another_kind_is_named_as_the_operators_to_fix(
+    start_relay: StartRelay,
+    config: Config,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # EVENTS_EXCHANGE naming RabbitMQ's own direct exchange: no retry can declare it as a
+    # durable topic one. Before, only relay_batch_failed warnings said so, among others.
+    relay = await start_relay(run=False, relay_config=replace(config, events_exchange="amq.direct"))
+    with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed):
+        await relay.publish_batch()
+    [failed] = [
+        json.loads(line)
+        for line in capsys.readouterr().out.splitlines()
+        if '"relay_exchange_declare_failed"' in line
+    ]
+    assert failed["level"] == "error"
+    assert failed["exchange"] == "amq.direct"
+    assert "PRECONDITION_FAILED" in failed["error"]
