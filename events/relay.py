@@ -205,10 +205,13 @@ class OutboxRelay:
         every event in the outbox, while orders go on being taken, until a restart."""
         backoff = INITIAL_BACKOFF
         while True:
+            started = time.monotonic()
             try:
                 await self._run_until_stopped()
                 return
             except Exception:  # whatever ended it, the events must go out
+                if time.monotonic() - started > self.max_backoff:
+                    backoff = INITIAL_BACKOFF  # a crash after a good run starts a new series
                 log.exception("relay_crashed", restart_in_s=backoff)
             await self._sleep(backoff, self._stopping)
             if self.stopping:
@@ -619,7 +622,6 @@ class OutboxRelay:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_backoff)
                 continue
-            delay = INITIAL_BACKOFF
             try:
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
@@ -629,6 +631,7 @@ class OutboxRelay:
                     await conn.add_listener(LISTEN_CHANNEL, self._on_notify)
                 self.wake()  # catch up on whatever was written while nobody listened
                 self.listening.set()
+                delay = INITIAL_BACKOFF
                 while not conn.is_closed():
                     try:
                         async with asyncio.timeout(LISTENER_PING_INTERVAL):
@@ -637,7 +640,11 @@ class OutboxRelay:
                         async with asyncio.timeout(5):
                             await conn.fetchval(queries.ping)
             except Exception as exc:  # noqa: BLE001 - reconnect whatever went wrong
-                log.warning("outbox_listen_lost", error=describe(exc))
+                log.warning("outbox_listen_lost", error=describe(exc), retry_in=delay)
+                # Not at once: a database that takes connections but refuses LISTEN (a hot
+                # standby) would be reconnected to in a tight loop.
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
             finally:
                 self.listening.clear()
                 conn.terminate()

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 import aio_pika
+import aiormq
 import asyncpg
 import orjson
 
@@ -24,22 +25,39 @@ from service.outside_failures import OUTSIDE_FAILURES
 from service.sql import queries
 
 
-async def events_waiting_for_a_queue(database_url: str) -> int | None:
-    """How many unsent events wait for a first queue bound for them (no queue was, when
-    the relay tried), or None when the database cannot be asked. The tail's own queue
-    would be that first queue: those events would go to it alone, be marked sent, and
-    never reach a consumer bound later."""
+async def events_waiting_for_a_queue(database_url: str, binding: str) -> int | None:
+    """How many unsent events whose routing key `binding` matches wait for a first queue
+    bound for them (none was, when the relay tried), or None when the database cannot be
+    asked. The tail's own queue would be that first queue: those events would go to it
+    alone, be marked sent, and never reach a consumer bound later."""
     try:
         conn = await asyncpg.connect(database_url, timeout=5)
     except OUTSIDE_FAILURES:
         return None
     try:
-        waiting: int = await conn.fetchval(queries.outbox_waiting_for_a_queue, timeout=5)
+        rows = await conn.fetch(queries.outbox_waiting_for_a_queue, timeout=5)
     except OUTSIDE_FAILURES:
         return None
     finally:
         conn.terminate()
+    waiting: int = sum(row["waiting"] for row in rows if topic_matches(binding, row["routing_key"]))
     return waiting
+
+
+def topic_matches(binding: str, routing_key: str) -> bool:
+    """RabbitMQ's topic rule: words separated by dots, `*` one word, `#` zero or more."""
+    return _words_match(binding.split("."), routing_key.split("."))
+
+
+def _words_match(pattern: list[str], words: list[str]) -> bool:
+    if not pattern:
+        return not words
+    head, rest = pattern[0], pattern[1:]
+    if head == "#":
+        return any(_words_match(rest, words[skip:]) for skip in range(len(words) + 1))
+    if not words:
+        return False
+    return head in ("*", words[0]) and _words_match(rest, words[1:])
 
 
 def event_line(body: bytes) -> str:
@@ -73,7 +91,14 @@ async def tail(
         loop.add_signal_handler(signum, stop.set)
     count = 0
     try:
-        connection = await aio_pika.connect(config.amqp_url, timeout=10)
+        try:
+            connection = await aio_pika.connect(config.amqp_url, timeout=10)
+        except TimeoutError as exc:
+            # A broker that takes the connection but never answers: named as the broker's
+            # failure (command_failed names RabbitMQ), not a bare timeout.
+            raise aiormq.exceptions.AMQPConnectionError(
+                "RabbitMQ did not answer within 10 s"
+            ) from exc
         async with connection:
             channel = await connection.channel()
             exchange = await channel.declare_exchange(

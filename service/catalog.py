@@ -326,4 +326,6 @@ class CatalogCache:
                 await asyncio.sleep(1.0)
             finally:
                 if conn is not None and not conn.is_closed():
+                    # Our own ending of it is no news: the next connection reads anyway.
+                    conn.remove_termination_listener(on_change)
                     conn.terminate()  # close() could wait forever on a silent connection

@@ -133,14 +133,16 @@ def cmd_events_tail(config: Config, args: argparse.Namespace) -> int:
     from events.tail import events_waiting_for_a_queue, tail
 
     if not args.take_backlog:
-        waiting = _run(events_waiting_for_a_queue(config.database_url))
+        waiting = _run(events_waiting_for_a_queue(config.database_url, args.binding))
         if waiting is None:
             print(
-                "order-service: could not ask the database whether events wait for a first "
-                "queue; tailing anyway",
+                "order-service: could not ask the database (DATABASE_URL) whether events "
+                "wait for a first queue; the tail's queue would take any that do. Fix "
+                "DATABASE_URL, or pass --take-backlog.",
                 file=sys.stderr,
             )
-        elif waiting:
+            return 2
+        if waiting:
             print(
                 f"order-service: {waiting} events wait in the outbox for a first queue "
                 "bound for them; the tail's queue would take them, and a consumer bound "

@@ -83,7 +83,7 @@ CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 
 def usable_cpus(cpu_max: Path | None = None) -> int:
     """The CPUs this process may run on (its affinity: taskset, a cpuset), fewer if its
-    cgroup's CPU quota (a container's CPU limit) allows less time than that. os.cpu_count()
+    cgroup v2 CPU quota (a container's CPU limit) allows less time than that. os.cpu_count()
     is the host's: a container limited to one CPU on a 64-core node would start 64
     workers, each with a pool of DB_POOL_MAX connections."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

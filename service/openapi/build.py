@@ -65,8 +65,10 @@ def _fields_per_action() -> dict[str, Any]:
     for action, required in ACTION_FIELDS.items():
         accepted = required | OPTIONAL_ACTION_FIELDS.get(action, frozenset())
         properties: dict[str, Any] = {"action": {"const": action}}
-        # A field the action refuses: the `false` schema admits no value.
-        properties.update(dict.fromkeys(sorted(set(ITEM_FIELDS) - accepted), False))
+        # A field the action refuses admits only null, which counts as absent; a field it
+        # requires must not be null.
+        properties.update({name: {"type": "null"} for name in sorted(set(ITEM_FIELDS) - accepted)})
+        properties.update({name: {"not": {"type": "null"}} for name in sorted(required)})
         variants.append(
             {"title": action, "properties": properties, "required": ["action", *sorted(required)]}
         )
@@ -85,7 +87,7 @@ SCHEMA_RULES: dict[str, dict[str, Any]] = {
         "description": "One product of the order and what to do with it: `purchase` takes "
         "`productCode` only; `upgrade` and `downgrade` take `subscriptionId` and the "
         "`productCode` to move to; `renew` takes `subscriptionId`, and `productCode` only "
-        "if it names the subscription's own product.",
+        "if it names the subscription's own product. A field sent as null counts as absent.",
     },
 }
 

@@ -50,6 +50,9 @@ DELETE FROM outbox
                LIMIT $2);
 
 -- name: outbox_waiting_for_a_queue
--- Unsent events the relay found no queue bound for: the first queue bound for them gets
--- them (`events tail` asks before it binds its own).
-SELECT count(*) FROM outbox WHERE published_at IS NULL AND last_error LIKE 'unroutable:%';
+-- Unsent events the relay found no queue bound for, by routing key: the first queue bound
+-- for them gets them (`events tail` asks before it binds its own).
+SELECT routing_key, count(*) AS waiting
+  FROM outbox
+ WHERE published_at IS NULL AND last_error LIKE 'unroutable:%'
+ GROUP BY routing_key;

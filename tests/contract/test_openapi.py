@@ -101,6 +101,13 @@ SUBSCRIPTION = "9b2f6c1e-4a57-4f0e-9d0c-2f7a1f0c3b11"
         ({"action": "renew"}, False),
         ({"action": "renew", "productCode": "x"}, False),
         ({"action": "cancel", "productCode": "x"}, False),
+        # null is absent: refused fields may be null, required ones may not.
+        ({"action": "purchase", "productCode": "x", "subscriptionId": None}, True),
+        ({"action": "purchase", "productCode": None}, False),
+        ({"action": "upgrade", "productCode": None, "subscriptionId": SUBSCRIPTION}, False),
+        ({"action": "upgrade", "productCode": "x", "subscriptionId": None}, False),
+        ({"action": "renew", "productCode": None, "subscriptionId": SUBSCRIPTION}, True),
+        ({"action": "renew", "subscriptionId": None}, False),
     ],
 )
 def test_the_oneclick_product_schema_takes_per_action_what_the_service_takes(

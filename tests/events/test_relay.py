@@ -576,6 +576,7 @@ async def test_a_relay_whose_run_fails_says_so_at_once_and_starts_again(
 ) -> None:
     [order] = await placer()
     relay = await start_relay(relay_class=DrainFailsOnce)
+    assert isinstance(relay, DrainFailsOnce)
     # Before, the relay's task ended there, and the event waited for a restart.
     await consumer.wait_for([order.event_id])
     assert relay.drains >= 2

@@ -10,8 +10,9 @@ from dataclasses import replace
 
 import asyncpg
 import orjson
+import pytest
 
-from events.tail import event_line, events_waiting_for_a_queue, tail
+from events.tail import event_line, events_waiting_for_a_queue, tail, topic_matches
 from service.config import Config
 from tests.events.conftest import EventConsumer, PlaceOrders, StartRelay
 from tests.events.test_relay import METADATA
@@ -129,6 +130,9 @@ async def test_cli_tail_refuses_while_events_wait_for_a_first_queue(
         order.event_id,
     )
     try:
+        # Only for a binding its routing key matches.
+        assert (await events_waiting_for_a_queue(config.database_url, "order.#") or 0) >= 1
+        assert await events_waiting_for_a_queue(config.database_url, "nothing.matches") == 0
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             *("-m", "service.cli", "events", "tail", "--limit", "1"),
@@ -148,4 +152,41 @@ async def test_cli_tail_refuses_while_events_wait_for_a_first_queue(
 
 
 async def test_the_backlog_question_without_a_database_is_no_answer() -> None:
-    assert await events_waiting_for_a_queue("postgresql://postgres@127.0.0.1:1/none") is None
+    unreachable = "postgresql://postgres@127.0.0.1:1/none"
+    assert await events_waiting_for_a_queue(unreachable, "order.created") is None
+
+
+async def test_cli_tail_refuses_when_it_cannot_ask_the_database(config: Config) -> None:
+    # A typo in DATABASE_URL must not let the tail take what waits for the consumers.
+    env = service_env(replace(config), LOG_LEVEL="warning")
+    env["DATABASE_URL"] = "postgresql://postgres@127.0.0.1:1/none"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "service.cli", "events", "tail", "--limit", "1"),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2, stderr
+    assert b"could not ask the database" in stderr
+
+
+@pytest.mark.parametrize(
+    ("binding", "routing_key", "matches"),
+    [
+        ("order.created", "order.created", True),
+        ("order.#", "order.created", True),
+        ("#", "order.created", True),
+        ("order.*", "order.created", True),
+        ("*.created.#", "order.created", True),
+        ("order.#.created", "order.created", True),
+        ("nothing.matches.this", "order.created", False),
+        ("order", "order.created", False),
+        ("order.*.*", "order.created", False),
+    ],
+)
+def test_a_binding_matches_routing_keys_as_rabbitmqs_topic_exchange_does(
+    binding: str, routing_key: str, matches: bool
+) -> None:
+    assert topic_matches(binding, routing_key) is matches

@@ -11,7 +11,8 @@ import pytest
 from service.config import MAX_WORKERS, Config
 from service.server import resolve_workers, usable_cpus
 
-AFFINITY = len(os.sched_getaffinity(0))
+# What usable_cpus counts without a quota (the host's CPUs where there is no affinity).
+AFFINITY = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def cpu_max(tmp_path: Path, text: str) -> Path:
@@ -39,9 +40,10 @@ def test_zero_workers_follow_the_usable_cpus_up_to_the_most(
     config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A process pinned to one CPU of a bigger host (taskset, a cpuset): one worker.
-    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0}, raising=False)
     assert resolve_workers(0, replace(config, workers=0)) == 1
-    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(MAX_WORKERS * 2)))
+    many = set(range(MAX_WORKERS * 2))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: many, raising=False)
     monkeypatch.setattr("service.server.CGROUP_CPU_MAX", Path("/nonexistent/cpu.max"))
     assert resolve_workers(None, replace(config, workers=0)) == MAX_WORKERS
     assert resolve_workers(3, config) == 3
