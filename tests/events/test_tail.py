@@ -133,19 +133,12 @@ async def test_cli_tail_refuses_while_events_wait_for_a_first_queue(
         # Only for a binding its routing key matches.
         assert (await events_waiting_for_a_queue(config.database_url, "order.#") or 0) >= 1
         assert await events_waiting_for_a_queue(config.database_url, "nothing.matches") == 0
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            *("-m", "service.cli", "events", "tail", "--limit", "1"),
-            env=service_env(replace(config), LOG_LEVEL="warning"),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+        status, stdout, stderr = await tail_once(service_env(replace(config), LOG_LEVEL="warning"))
     finally:
         await db.execute(
             "UPDATE outbox SET published_at = now() WHERE event_id = $1::uuid", order.event_id
         )
-    assert process.returncode == 2, stderr
+    assert status == 2, stderr
     assert stdout == b""
     assert b"wait in the outbox for a first queue" in stderr
     assert b"--take-backlog" in stderr
@@ -160,6 +153,13 @@ async def test_cli_tail_refuses_when_it_cannot_ask_the_database(config: Config) 
     # A typo in DATABASE_URL must not let the tail take what waits for the consumers.
     env = service_env(replace(config), LOG_LEVEL="warning")
     env["DATABASE_URL"] = "postgresql://postgres@127.0.0.1:1/none"
+    status, _, stderr = await tail_once(env)
+    assert status == 2, stderr
+    assert b"could not ask the database" in stderr
+
+
+async def tail_once(env: dict[str, str]) -> tuple[int | None, bytes, bytes]:
+    """`events tail --limit 1` run to its end: its status, stdout and stderr."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         *("-m", "service.cli", "events", "tail", "--limit", "1"),
@@ -167,9 +167,8 @@ async def test_cli_tail_refuses_when_it_cannot_ask_the_database(config: Config) 
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    _, stderr = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 2, stderr
-    assert b"could not ask the database" in stderr
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    return process.returncode, stdout, stderr
 
 
 @pytest.mark.parametrize(
