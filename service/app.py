@@ -159,7 +159,13 @@ def create_app(config: Config) -> web.Application:
     app[CLEANUP_ABANDONED] = []
     app[CLEANUP_DEADLINE] = CleanupDeadline()
     app[VERIFIED_TOKENS] = VerifiedTokens(config)
-    app.cleanup_ctx.extend([_database, _order_writer, _catalog, _broker, _idempotency_pruning])
+    app.cleanup_ctx.extend([_database, _order_writer, _catalog])
+    if config.instance_runs_relay:
+        # Only for the relay (this process's, or its instance's first worker's, which the
+        # readiness of every worker reports): with RELAY_ENABLED=false an `order-service
+        # relay` publishes, and this process has no use for RabbitMQ.
+        app.cleanup_ctx.append(_broker)
+    app.cleanup_ctx.append(_idempotency_pruning)
     if config.relay_enabled:
         app.cleanup_ctx.append(_relay)
     app.cleanup_ctx.append(_outbox_wakeup)

@@ -62,6 +62,22 @@ async def test_ready_but_degraded_while_only_the_broker_is_down(
     }
 
 
+async def test_without_a_relay_in_the_instance_the_broker_is_not_this_processs_concern(
+    aiohttp_client: Any, config: Config
+) -> None:
+    # RELAY_ENABLED=false: an `order-service relay` publishes and reports its broker. This
+    # process opened a connection only to report it, and said degraded when it was down.
+    no_relay = replace(config, relay_enabled=False, amqp_url="amqp://guest:guest@127.0.0.1:1/")
+    client = await aiohttp_client(create_app(no_relay))
+    assert BROKER not in client.app
+    response = await client.get("/health/ready")
+    assert response.status == 200
+    assert await response.json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "catalog": "ok"},
+    }
+
+
 async def test_unknown_route_is_json(client: Any) -> None:
     response = await client.get("/nope")
     assert response.status == 404
