@@ -37,6 +37,7 @@ from tests.faults.harness import (
     INITIALS_PATH,
     EventConsumer,
     Load,
+    LogicalRequest,
     check_books,
     initials_body,
     signed,
@@ -251,14 +252,36 @@ async def relay_batch_held_by_a_frozen_broker(
     load = Load(f"http://127.0.0.1:{port}", clients=8)
     load.start()
     assert await wait_until(lambda: len(consumer.deliveries) >= 30, 20)
+    # Frozen only once the relay keeps up: a backlog left from a slow start (a loaded
+    # machine) would be claimed first, a batch every CONFIRM_TIMEOUT, before the order's.
+    assert await relay_caught_up(db, timeout=20), service.output()
     proxy.freeze()
-    frozen_at = len(load.attempts)
-    assert await wait_until(lambda: any(a.order_id for a in load.attempts[frozen_at:]), 10)
-    order_id = next(a.order_id for a in load.attempts[frozen_at:] if a.order_id)
+    # An order of a request sent after the freeze: its event cannot have been confirmed.
+    # (Counting completed attempts instead took the order of a request in flight at the
+    # freeze, committed and published before it, which no relay would ever claim.)
+    started_at = len(load.requests)
+    assert await wait_until(lambda: orders_of(load.requests[started_at:]), 10)
+    order_id = orders_of(load.requests[started_at:])[0]
     # The relay may still be in a batch claimed before the freeze, whose confirms it waits
     # for up to CONFIRM_TIMEOUT before it claims the next.
-    assert await relay_claims(db, order_id, timeout=CONFIRM_TIMEOUT + 10)
+    assert await relay_claims(db, order_id, timeout=CONFIRM_TIMEOUT + 10), service.output()
     return service, load, order_id
+
+
+def orders_of(requests: list[LogicalRequest]) -> list[str]:
+    return [a.order_id for r in requests for a in r.attempts if a.order_id]
+
+
+async def relay_caught_up(db: asyncpg.Connection, timeout: float) -> bool:
+    """Until fewer unsent events wait than half a relay batch (RELAY_BATCH_SIZE's default
+    is 500): those claimed before the freeze and the order's then fit in one."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        unsent = await db.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        if unsent < 250:
+            return True
+        await asyncio.sleep(0.05)
+    return False
 
 
 async def books_clean_after_the_next_relay(
