@@ -97,6 +97,12 @@ def render_error(
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> ApiError:
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
         return PayloadTooLarge.over(request.app[CONFIG].request_body_limit)
+    return error_for_http_exception(exc)
+
+
+def error_for_http_exception(exc: web.HTTPException) -> ApiError:
+    """The error answering what aiohttp raised itself: no such route, a method the route
+    does not take, or another HTTP error."""
     if isinstance(exc, web.HTTPNotFound):
         return NotFound("No such endpoint", code="route_not_found")
     if isinstance(exc, web.HTTPMethodNotAllowed):

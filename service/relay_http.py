@@ -8,12 +8,14 @@ scraper. `serve` answers the same paths on PORT itself (service/handlers/).
   "unavailable", failed ["database"]) otherwise; the body shaped as `serve`'s (status,
   checks, failed). run_relay_forever hands its Broker over through RelayProbes.
 - GET /metrics (unless METRICS_ENABLED=false): service.metrics.relay_registry().
+- Any other path or method: the JSON error `serve` gives (route_not_found,
+  method_not_allowed), not aiohttp's plain text.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 
 import asyncpg
@@ -27,6 +29,12 @@ from service.config import Config
 from service.db import close_pool, create_pool
 from service.handlers.health import database_answers
 from service.metrics import relay_registry
+from service.middleware import (
+    REQUEST_ID_HEADER,
+    error_for_http_exception,
+    new_request_id,
+    render_error,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -94,8 +102,24 @@ async def _probe_pool(app: web.Application) -> AsyncIterator[None]:
         await close_pool(app[PROBE_POOL])
 
 
+@web.middleware
+async def json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """aiohttp's own errors (no such route, a method not taken) in `serve`'s JSON format."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        request_id = new_request_id()
+        response = render_error(request, error_for_http_exception(exc), request_id)
+        response.headers[REQUEST_ID_HEADER] = request_id
+        return response
+
+
 def create_relay_http_app(config: Config, probes: RelayProbes) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[json_errors])
     app[CONFIG] = config
     app[PROBES] = probes
     app.cleanup_ctx.append(_probe_pool)

@@ -118,13 +118,22 @@ async def test_relay_command_serves_its_probes_and_its_metrics(
         await process.kill()
 
 
-async def test_relay_metrics_switched_off_leave_its_probes(config: Config) -> None:
+async def test_relay_metrics_switched_off_leave_its_probes_and_other_paths_answer_json(
+    config: Config,
+) -> None:
     process = await ServiceProcess(["relay"], service_env(config, METRICS_ENABLED="false")).start()
     try:
         port = await process.relay_http_port()
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
             async with http.get("/metrics") as metrics:
                 assert metrics.status == 404
+                body = await metrics.json()
+                assert body["error"]["code"] == "route_not_found"
+                assert body["meta"]["requestId"] == metrics.headers["X-Request-Id"]
+            async with http.post("/health/live") as post:
+                assert post.status == 405
+                assert post.headers["Allow"] == "GET, HEAD"
+                assert (await post.json())["error"]["code"] == "method_not_allowed"
             async with http.get("/health/live") as live:
                 assert live.status == 200
         assert await process.stop(15) == 0
