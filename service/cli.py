@@ -155,56 +155,136 @@ def cmd_events_tail(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+CONFIGURED = (
+    "Settings come from the environment (DATABASE_URL, AMQP_URL, ...; README.md, "
+    "Configuration); a bad value exits 2 naming the variable. A database or broker that "
+    "cannot be reached exits 1 (command_failed)."
+)
+
+
+def _command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str, details: str
+) -> argparse.ArgumentParser:
+    """A subcommand whose --help gives what it does, then how it is configured."""
+    return sub.add_parser(
+        name,
+        help=summary,
+        description=f"{summary[0].upper()}{summary[1:]}. {details}",
+        epilog=CONFIGURED,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="order-service", description=__doc__)
+    parser = argparse.ArgumentParser(prog="order-service", description=__doc__, epilog=CONFIGURED)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the HTTP service (and the outbox relay)")
+    serve = _command(
+        sub,
+        "serve",
+        "run the HTTP service (and the outbox relay)",
+        "Applies pending migrations, then serves HOST:PORT until SIGTERM or SIGINT, which "
+        "stops it gracefully within SHUTDOWN_TIMEOUT. Exits 0 after a clean stop, 1 when "
+        "the stop had to give something up (shutdown_unclean) or a worker could not start.",
+    )
     serve.add_argument(
         "--workers",
         type=int,
         default=None,
-        help="worker processes on one port (default: WORKERS, else one per CPU core)",
+        help="worker processes on one port (default: WORKERS, else one per usable CPU)",
     )
     serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
     serve.set_defaults(func=cmd_serve)
 
-    sub.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_migrate)
+    _command(
+        sub,
+        "migrate",
+        "apply pending migrations",
+        "Creates the database if missing and applies sql/migrations/ in order, each in "
+        "its own transaction; concurrent runs wait for each other.",
+    ).set_defaults(func=cmd_migrate)
 
     catalog = sub.add_parser("catalog", help="catalog commands")
     catalog_sub = catalog.add_subparsers(dest="catalog_command", required=True)
-    load = catalog_sub.add_parser("load", help="load merchants and their catalog from JSON")
-    load.add_argument("file")
+    load = _command(
+        catalog_sub,
+        "load",
+        "load merchants and their catalog from JSON",
+        "Validates the file and upserts it in one transaction; running instances reload "
+        "their catalog at once. A bad file is refused whole, every bad entry named, "
+        "status 1.",
+    )
+    load.add_argument("file", help="a catalog file (README.md, Catalog file)")
     load.set_defaults(func=cmd_catalog_load)
 
-    sign = sub.add_parser("sign", help="print signed merchant headers, ready for curl -H")
-    sign.add_argument("--public-key", required=True)
-    sign.add_argument("--secret", required=True)
-    sign.add_argument("--method", default="POST")
+    sign = _command(
+        sub,
+        "sign",
+        "print signed merchant headers, ready for curl -H",
+        "Prints the x-* headers of one request, its x-token signed with the key's secret "
+        "over this method, path and body at the current time, each shell-quoted for "
+        'eval "curl ... $(order-service sign ...)". The service takes it within '
+        "SIGNATURE_WINDOW_SECONDS of its x-date.",
+    )
+    sign.add_argument("--public-key", required=True, help="the merchant key's public part")
+    sign.add_argument("--secret", required=True, help="the merchant key's secret")
+    sign.add_argument("--method", default="POST", help="HTTP method (default: %(default)s)")
     sign.add_argument("--path", required=True, help="path and query, e.g. /api/v2/initials/url")
-    sign.add_argument("--body", help="the exact body that will be sent")
+    sign.add_argument("--body", help="the exact body that will be sent (default: none)")
     sign.add_argument("--body-file", help="read the exact body from this file")
-    sign.add_argument("--buyer-ip", default="203.0.113.10")
-    sign.add_argument("--source", default="web")
-    sign.add_argument("--source-id", default="checkout")
-    sign.add_argument("--ga-client-id", default="GA1.2.1234567890.1700000000")
+    sign.add_argument(
+        "--buyer-ip", default="203.0.113.10", help="x-buyer-ip (default: %(default)s)"
+    )
+    sign.add_argument("--source", default="web", help="x-source (default: %(default)s)")
+    sign.add_argument("--source-id", default="checkout", help="x-id (default: %(default)s)")
+    sign.add_argument(
+        "--ga-client-id",
+        default="GA1.2.1234567890.1700000000",
+        help="x-google-analytics-client-id; empty: no such header (default: %(default)s)",
+    )
     sign.set_defaults(func=cmd_sign)
 
-    token = sub.add_parser("token", help="mint a Bearer token with JWT_SECRET (development)")
+    token = _command(
+        sub,
+        "token",
+        "mint a Bearer token with JWT_SECRET (development)",
+        "Prints a token POST /external/api/v1/me/order accepts, signed with JWT_SECRET "
+        "and the first HS* algorithm of JWT_ALGORITHMS; refuses, status 2, without "
+        "either.",
+    )
     token.add_argument("--sub", required=True, help="the customer account")
     token.add_argument("--org", required=True, help="the merchant code")
-    token.add_argument("--scope", default="/external/me/order/w")
-    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    token.add_argument(
+        "--scope", default="/external/me/order/w", help="the token's scope (default: %(default)s)"
+    )
+    token.add_argument(
+        "--ttl", type=int, default=3600, help="seconds until it expires (default: %(default)s)"
+    )
     token.set_defaults(func=cmd_token)
 
-    sub.add_parser(
-        "relay", help="run only the outbox relay (probes and metrics on RELAY_HTTP_PORT)"
+    _command(
+        sub,
+        "relay",
+        "run only the outbox relay (probes and metrics on RELAY_HTTP_PORT)",
+        "Publishes the outbox's events to EVENTS_EXCHANGE until SIGTERM, for a `serve` "
+        "started with RELAY_ENABLED=false. Exits 1 when RELAY_HTTP_PORT cannot be bound.",
     ).set_defaults(func=cmd_relay)
 
     events = sub.add_parser("events", help="event commands")
     events_sub = events.add_subparsers(dest="events_command", required=True)
-    tail = events_sub.add_parser("tail", help="print order events as JSON lines")
-    tail.add_argument("--binding", default="order.created", help="routing key pattern")
+    tail = _command(
+        events_sub,
+        "tail",
+        "print order events as JSON lines",
+        "Binds a temporary queue to EVENTS_EXCHANGE and prints each event it gets. "
+        "Refuses, status 2, while events its binding matches wait in the outbox for a "
+        "first queue (its queue would take them from the consumers bound later), or "
+        "when it cannot ask the database, unless --take-backlog.",
+    )
+    tail.add_argument(
+        "--binding",
+        default="order.created",
+        help="routing key pattern, as a topic binding (default: %(default)s)",
+    )
     tail.add_argument(
         "--limit", type=_positive_int, default=None, help="stop after this many events"
     )
