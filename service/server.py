@@ -26,11 +26,9 @@ import contextlib
 import math
 import multiprocessing
 import os
-import shutil
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Coroutine
@@ -43,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from service.config import MAX_WORKERS, Config
+from service.metrics_dir import make_metrics_directory, remove_abandoned
 from service.outside_failures import OUTSIDE_FAILURES, describe
 
 if TYPE_CHECKING:
@@ -355,7 +354,11 @@ class Supervisor:
             log.error("listen_failed", host=self.config.host, port=self.config.port, error=str(exc))
             return 1
         port = reservation.getsockname()[1]
-        metrics_dir = tempfile.mkdtemp(prefix="order-service-metrics-")
+        abandoned = remove_abandoned()
+        if abandoned:
+            log.info("metrics_directories_removed", paths=abandoned)
+        metrics = make_metrics_directory()
+        metrics_dir = metrics.path
         os.environ[METRICS_DIR_ENV] = metrics_dir
         if "prometheus_client.values" in sys.modules:
             log.warning("metrics_not_multiprocess", reason="prometheus_client imported early")
@@ -386,7 +389,7 @@ class Supervisor:
             self.wake_read.close()
             self.wake_write.close()
             reservation.close()
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+            metrics.remove()
         log.info("stopped", clean=not self.failed)
         return 1 if self.failed else 0
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import uuid
+from pathlib import Path
 
 import aiohttp
 import asyncpg
@@ -194,16 +194,20 @@ def alive(pid: int) -> bool:
         return False
 
 
-async def test_workers_stop_when_the_supervisor_is_killed(launch: Launch) -> None:
-    service = await launch("serve", "--workers", "2")
-    supervising = await service.wait_for_event(lambda e: e.get("event") == "supervising")
+async def test_workers_stop_when_the_supervisor_is_killed_and_the_next_start_removes_its_metrics(
+    launch: Launch, tmp_path: Path
+) -> None:
+    # The metrics directories are made with mkdtemp, which honours TMPDIR: one of this
+    # test's own, so no other test's or instance's directories count.
+    service_tmp = tmp_path / "service-tmp"
+    service_tmp.mkdir()
+    service = await launch("serve", "--workers", "2", TMPDIR=str(service_tmp))
+    killed_dir = (await service.wait_for_event(supervising))["metrics_dir"]
     await service.wait_for_event(
         lambda e: len({x["pid"] for x in service.events if x.get("event") == "serving"}) == 2
     )
     workers = {e["pid"] for e in service.events if e.get("event") == "serving"}
     os.kill(service.pid, signal.SIGKILL)
-    # A killed supervisor cannot delete its metrics directory.
-    shutil.rmtree(supervising["metrics_dir"], ignore_errors=True)
     await service.wait_for_event(
         lambda e: sum(x.get("event") == "shutdown_complete" for x in service.events) == 2
     )
@@ -212,3 +216,25 @@ async def test_workers_stop_when_the_supervisor_is_killed(launch: Launch) -> Non
             break
         await asyncio.sleep(0.05)
     assert not any(alive(pid) for pid in workers)
+
+    # A killed supervisor cannot remove its metrics directory; the next one to start
+    # does, and leaves a live instance's alone.
+    assert Path(killed_dir).is_dir()
+    live = await launch("serve", "--workers", "2", TMPDIR=str(service_tmp))
+    live_dir = (await live.wait_for_event(supervising))["metrics_dir"]
+    [removed] = [e for e in live.events if e.get("event") == "metrics_directories_removed"]
+    assert removed["paths"] == [killed_dir]
+    assert not Path(killed_dir).exists()
+    another = await launch("serve", "--workers", "2", TMPDIR=str(service_tmp))
+    await another.wait_for_event(supervising)
+    assert Path(live_dir).is_dir()
+    assert not [e for e in another.events if e.get("event") == "metrics_directories_removed"]
+
+    for stopping in (another, live):
+        stopping.send_signal(signal.SIGTERM)
+        assert await stopping.wait(30) == 0, stopping.output()
+    assert list(service_tmp.iterdir()) == []
+
+
+def supervising(event: dict[str, object]) -> bool:
+    return event.get("event") == "supervising"
