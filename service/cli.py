@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run the HTTP service (and the outbox relay)",
         "Applies pending migrations, then serves HOST:PORT until SIGTERM or SIGINT, which "
         "stops it gracefully within SHUTDOWN_TIMEOUT. Exits 0 after a clean stop, 1 when "
-        "the stop had to give something up (shutdown_unclean) or a worker could not start.",
+        "it could not start or its stop had to give something up (shutdown_unclean).",
     )
     serve.add_argument(
         "--workers",
