@@ -171,3 +171,18 @@ async def test_a_migration_that_cannot_lock_its_table_fails_instead_of_queueing(
     assert 9999 not in [v for v, _ in await _recorded(migrated_database_url)]
     # Once the table is free the migration goes through.
     assert await migrate(migrated_database_url, tmp_path) == [9999]
+
+
+async def test_the_outbox_is_vacuumed_after_a_fixed_number_of_dead_rows(
+    migrated_database_url: str,
+) -> None:
+    # Every published row leaves a dead entry in outbox_unpublished_idx that each claim
+    # walks over until VACUUM: the default (a fifth of the table dead) let a week's
+    # outbox gather days of them (migration 0010).
+    [row] = await _fetch(
+        migrated_database_url, "SELECT reloptions FROM pg_class WHERE oid = 'outbox'::regclass"
+    )
+    assert set(row["reloptions"]) == {
+        "autovacuum_vacuum_scale_factor=0",
+        "autovacuum_vacuum_threshold=10000",
+    }
