@@ -85,6 +85,9 @@ BACKLOG_LOG_INTERVAL = 10.0
 DELETE_CHUNK = 5000
 # A listening connection that has been quiet this long is pinged, so a dead one is noticed.
 LISTENER_PING_INTERVAL = 30.0
+# What the listener's connect, LISTEN and ping may take: a connection that stopped
+# answering would otherwise hold it for good (the poll would still find the events, later).
+LISTENER_ANSWER_TIMEOUT = 5.0
 PERSISTENT = 2
 # An unroutable batch logs this many of its event ids (all of them are in the outbox).
 UNROUTABLE_IDS_LOGGED = 20
@@ -616,7 +619,9 @@ class OutboxRelay:
         delay = INITIAL_BACKOFF
         while True:
             try:
-                conn = await asyncpg.connect(self.config.database_url, timeout=5)
+                conn = await asyncpg.connect(
+                    self.config.database_url, timeout=LISTENER_ANSWER_TIMEOUT
+                )
             except Exception as exc:  # noqa: BLE001 - keep trying whatever went wrong
                 log.warning("outbox_listen_failed", error=describe(exc), retry_in=delay)
                 await asyncio.sleep(delay)
@@ -625,9 +630,7 @@ class OutboxRelay:
             try:
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
-                # Bounded: a connection that stopped answering would hold the listener
-                # here for good (the poll would still find the events, later).
-                async with asyncio.timeout(5):
+                async with asyncio.timeout(LISTENER_ANSWER_TIMEOUT):
                     await conn.add_listener(LISTEN_CHANNEL, self._on_notify)
                 self.wake()  # catch up on whatever was written while nobody listened
                 self.listening.set()
@@ -637,7 +640,7 @@ class OutboxRelay:
                         async with asyncio.timeout(LISTENER_PING_INTERVAL):
                             await lost.wait()
                     except TimeoutError:
-                        async with asyncio.timeout(5):
+                        async with asyncio.timeout(LISTENER_ANSWER_TIMEOUT):
                             await conn.fetchval(queries.ping)
             except Exception as exc:  # noqa: BLE001 - reconnect whatever went wrong
                 log.warning("outbox_listen_lost", error=describe(exc), retry_in=delay)

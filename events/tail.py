@@ -32,14 +32,12 @@ async def events_waiting_for_a_queue(database_url: str, binding: str) -> int | N
     alone, be marked sent, and never reach a consumer bound later."""
     try:
         conn = await asyncpg.connect(database_url, timeout=5)
+        try:
+            rows = await conn.fetch(queries.outbox_waiting_for_a_queue, timeout=5)
+        finally:
+            conn.terminate()
     except OUTSIDE_FAILURES:
         return None
-    try:
-        rows = await conn.fetch(queries.outbox_waiting_for_a_queue, timeout=5)
-    except OUTSIDE_FAILURES:
-        return None
-    finally:
-        conn.terminate()
     waiting: int = sum(row["waiting"] for row in rows if topic_matches(binding, row["routing_key"]))
     return waiting
 
