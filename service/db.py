@@ -39,6 +39,17 @@ DATABASE_DOWN = (
     TimeoutError,
 )
 
+# Of those, the errors of a connection lost while in use: PostgreSQL terminated its backend
+# or went away, or the network cut the connection. What was sent on it may have committed
+# or not. A timeout is not one of them: the database may still be working on the query.
+CONNECTION_LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.AdminShutdownError,
+    ConnectionError,
+)
+
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()

@@ -49,6 +49,12 @@ ORDER_WRITE_BATCH_SIZE = Histogram(
     "too.",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 500),
 )
+ORDER_BATCHES_WRITTEN_AGAIN = Counter(
+    "order_service_order_batches_written_again_total",
+    "Batches whose connection was lost while they were written (a database restart, a "
+    "terminated backend, a network cut), whose unanswered orders were written once more "
+    "on another connection.",
+)
 ORDER_BATCHES_WRITTEN_ALONE = Counter(
     "order_service_order_batches_written_alone_total",
     "Groups of a batch (one kind of order each) PostgreSQL refused for one of their orders "

@@ -19,8 +19,17 @@ no order is refused for another's fault, with one exception: when an order writt
 times out too, the orders needing the rows it waited for (its coupon, say) get that
 error at once rather than a statement timeout each, and after a second timeout all the
 rest do. When the database cannot be reached, every order of the batch not answered yet
-gets that error (503; nothing of it was written, or an Idempotency-Key retry finds what
-was).
+gets that error (503; nothing of it was written).
+
+When a batch's connection is lost under it (PostgreSQL restarted or terminated it, the
+network cut it), its orders not answered yet are written once more on another connection
+(`_write_again`): a write cut off before its commit left nothing, and one whose commit
+went through while its reply was lost is found by the second write, which PostgreSQL
+refuses for the order's id (or waits for, while the first write's transaction is still
+open) and which then finds the order with the event of the first write: that order is
+answered as written. So a restart answers neither 503 for an order that was written (and
+whose event goes out) nor writes one twice. A timeout is not written again: a database
+that stopped answering would hold the second write as long.
 
 While every writer's batch has been in PostgreSQL for `standby_after` (held up: waiting
 for a row another transaction holds, most often), a standby writer takes the orders
@@ -51,8 +60,12 @@ import asyncpg
 import orjson
 import structlog
 
-from service.db import DATABASE_DOWN
-from service.metrics import ORDER_BATCHES_WRITTEN_ALONE, ORDER_WRITE_BATCH_SIZE
+from service.db import CONNECTION_LOST, DATABASE_DOWN
+from service.metrics import (
+    ORDER_BATCHES_WRITTEN_AGAIN,
+    ORDER_BATCHES_WRITTEN_ALONE,
+    ORDER_WRITE_BATCH_SIZE,
+)
 from service.sql import queries
 
 log = structlog.get_logger(__name__)
@@ -62,6 +75,8 @@ log = structlog.get_logger(__name__)
 PlaceOrderArgs = tuple[Any, Any, Any, Any, Any, Any, Any, Any]
 ROW, ITEMS, EVENT, KEY, BODY = 0, 1, 2, 4, 6
 DEADLOCK_ATTEMPTS = 3
+# Writes of a batch after the first one's connection was lost (see _write_again).
+WRITE_AGAIN_ATTEMPTS = 3
 # A batch still in PostgreSQL this long after it started is held up (a batch of the
 # benchmark's load takes 5-20 ms): a standby writer starts on the orders behind it.
 STANDBY_AFTER = 0.25
@@ -310,6 +325,8 @@ class OrderWriter:
             # No connection for orders already answered, or past their deadline.
             _take(handed, loop.time())
             return
+        lost: BaseException | None = None
+        batch: list[_Pending] = []
         try:
             # The pool's own wait (DB_ACQUIRE_TIMEOUT from now, in the service) outlasts
             # every deadline of the batch: the deadlines answer the orders meanwhile.
@@ -320,25 +337,67 @@ class OrderWriter:
                 if not batch:
                     return
                 ORDER_WRITE_BATCH_SIZE.observe(len(batch))
-                timeouts = _Timeouts()
-                try:
-                    for group in _groups(batch):
-                        await _write_group(conn, group, timeouts)
-                except DATABASE_DOWN as exc:
-                    # Answered before the connection goes back to the pool: giving back
-                    # one whose query timed out on a database that stopped answering
-                    # takes as long as the query did. (A group written before is
-                    # answered already, and keeps its answer.)
+                lost = await _write_batch(conn, batch, in_doubt=False)
+        except DATABASE_DOWN as exc:
+            if lost is None:
+                # No connection (or the write failed: its orders were answered). Each
+                # order handed over and not answered yet gets the error.
+                for pending in handed:
+                    pending.expiry.cancel()
+                    _fail(pending.result, exc)
+                return
+        if lost is not None:
+            await self._write_again(batch, lost)
+
+    async def _write_again(self, batch: list[_Pending], lost: BaseException) -> None:
+        """The orders of `batch` not answered when its connection was lost, written once
+        more on another connection, and again while that one is lost too (a restart
+        ends every connection of the pool, and the next one may not have noticed yet);
+        an order a lost write had committed is answered as written (_written_before)."""
+        for attempt in range(1, WRITE_AGAIN_ATTEMPTS + 1):
+            batch = [pending for pending in batch if not pending.result.done()]
+            if not batch:
+                return
+            ORDER_BATCHES_WRITTEN_AGAIN.inc()
+            log.warning(
+                "order_batch_written_again", orders=len(batch), attempt=attempt, error=repr(lost)
+            )
+            lost_again: BaseException | None = None
+            try:
+                async with self._pool.acquire() as conn:
+                    lost_again = await _write_batch(conn, batch, in_doubt=True)
+            except DATABASE_DOWN as exc:
+                if lost_again is None:
                     for pending in batch:
                         _fail(pending.result, exc)
-                    raise
-        except DATABASE_DOWN as exc:
-            # No connection (or the write failed: its orders were answered above). Each
-            # order handed over and not answered yet gets the error.
-            for pending in handed:
-                pending.expiry.cancel()
-                _fail(pending.result, exc)
-            return
+                    return
+            if lost_again is None:
+                return
+            lost = lost_again
+        for pending in batch:
+            _fail(pending.result, lost)
+
+
+async def _write_batch(
+    conn: asyncpg.Connection, batch: list[_Pending], *, in_doubt: bool
+) -> BaseException | None:
+    """Writes the batch's groups on `conn` and answers their orders. Returns the error of
+    a connection lost under them, their orders unanswered but for groups written before;
+    any other failure to reach the database is every order's answer, and raised."""
+    timeouts = _Timeouts(in_doubt=in_doubt)
+    try:
+        for group in _groups(batch):
+            await _write_group(conn, group, timeouts)
+    except CONNECTION_LOST as exc:
+        return exc
+    except DATABASE_DOWN as exc:
+        # Answered before the connection goes back to the pool: giving back one whose
+        # query timed out on a database that stopped answering takes as long as the query
+        # did. (A group written before is answered already, and keeps its answer.)
+        for pending in batch:
+            _fail(pending.result, exc)
+        raise
+    return None
 
 
 @dataclass(slots=True)
@@ -352,6 +411,9 @@ class _Timeouts:
     alone: asyncpg.QueryCanceledError | None = None
     waited_for: set[Hashable] = field(default_factory=set)
     gave_up: bool = False
+    # The batch is written again after its connection was lost: an order refused may be
+    # one the lost write committed.
+    in_doubt: bool = False
 
 
 async def _write_group(conn: asyncpg.Connection, group: _Group, timeouts: _Timeouts) -> None:
@@ -392,7 +454,7 @@ async def _write_alone_in_batch(
         _fail(pending.result, timeouts.alone)
         return
     try:
-        await _write_alone(conn, pending)
+        await _write_alone(conn, pending, in_doubt=timeouts.in_doubt)
     except asyncpg.QueryCanceledError as exc:
         _fail(pending.result, exc)
         timeouts.gave_up = timeouts.alone is not None or not rows
@@ -400,7 +462,7 @@ async def _write_alone_in_batch(
         timeouts.waited_for.update(rows)
 
 
-async def _write_alone(conn: asyncpg.Connection, pending: _Pending) -> None:
+async def _write_alone(conn: asyncpg.Connection, pending: _Pending, *, in_doubt: bool) -> None:
     for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
         try:
             _answer(pending.result, await conn.fetchval(queries.place_order, *pending.args))
@@ -413,8 +475,25 @@ async def _write_alone(conn: asyncpg.Connection, pending: _Pending) -> None:
         except DATABASE_DOWN:
             raise
         except asyncpg.PostgresError as exc:
-            _fail(pending.result, exc)
+            # Refused for its id or request token, or for the coupon it redeemed or the
+            # Idempotency-Key it completed: by the lost write, when that one committed.
+            written = await _written_before(conn, pending) if in_doubt else None
+            if written is not None:
+                _answer(pending.result, written[0])
+            else:
+                _fail(pending.result, exc)
             return
+
+
+async def _written_before(conn: asyncpg.Connection, pending: _Pending) -> tuple[str | None] | None:
+    """The order's reference, in a tuple, when a write before this one stored it: its row
+    and its very event (an order id drawn by another order before does not count)."""
+    row = await conn.fetchrow(
+        queries.order_written_before,
+        pending.args[ROW]["id"],
+        pending.args[EVENT]["event_id"],
+    )
+    return None if row is None else (row["reference"],)
 
 
 def _any_wanted(handed: list[_Pending], now: float) -> bool:

@@ -107,3 +107,12 @@ SELECT o.id, o.reference, o.status, o.family, o.currency, o.base_amount,
 -- The order a signed request (its x-token) created, to name it when the request is sent
 -- again.
 SELECT id FROM orders WHERE merchant_id = $1 AND request_token = $2;
+
+-- name: order_written_before
+-- Whether an order whose write was cut off with its connection (the reply to the commit
+-- lost) was written then after all, by that write: its row, with the outbox event of the
+-- very write ($2, a fresh uuid per order: an order id drawn again by another order is not
+-- it). The order's reference, or no row.
+SELECT o.reference
+  FROM orders o JOIN outbox e ON e.aggregate_id = o.id
+ WHERE o.id = $1 AND e.event_id = $2;

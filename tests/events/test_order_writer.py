@@ -876,3 +876,115 @@ async def test_a_batch_that_never_rolls_back_is_given_up_within_the_stop_deadlin
     assert writer.batch_abandoned
     assert stopped_after < stop_within + LATE_BY_AT_MOST
     assert await stored(db, [warm_up, order]) == {warm_up.row["id"]}
+
+
+WRITTEN_AGAIN = "order_service_order_batches_written_again_total"
+
+
+async def until_another_lock_waits(db: asyncpg.Connection, than: int) -> None:
+    """Until a session of this test's database other than the backend `than` waits for a
+    lock."""
+    async with asyncio.timeout(10):
+        while True:
+            await db.execute("SELECT pg_stat_clear_snapshot()")
+            if await db.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database() AND pid <> $1",
+                than,
+            ):
+                return
+            await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("id_taken", [False, True], ids=["new_id", "id_of_another_order"])
+async def test_a_batch_whose_backend_is_terminated_is_written_again_on_a_new_connection(
+    db: asyncpg.Connection, config: Config, id_taken: bool
+) -> None:
+    # PostgreSQL terminates the writer's backend (a restart, a failover) while its batch
+    # waits for a coupon's row: nothing of it committed. The order is written once more on
+    # a new connection and answered as written, not 503. An order whose id another order
+    # took meanwhile is refused for it (its write can draw another id): the order found
+    # under its id is not the one the lost write would have stored.
+    earlier, order = await orders_of(db, 2, config)
+    if id_taken:
+        order = twin_of(order, renamed={order.row["id"]: earlier.row["id"]})
+        await db.fetchval(queries.place_order, *args_of(earlier))
+    coupon_id = await with_new_coupon(db, order)
+    written_again = REGISTRY.get_sample_value(WRITTEN_AGAIN) or 0.0
+    pool = await create_pool(replace(config, db_acquire_timeout=10.0))
+    try:
+        writer = OrderWriter(pool, writers=1, max_batch=32, queue_timeout=10.0)
+        async with writer.running():
+            async with db.transaction():
+                await db.execute("SELECT 1 FROM coupons WHERE id = $1 FOR UPDATE", coupon_id)
+                writing = asyncio.create_task(answer_of(writer.place_order(args_of(order))))
+                await until_lock_waits(db, 1)
+                terminated: int = await db.fetchval(
+                    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND datname = current_database()"
+                )
+                assert await db.fetchval("SELECT pg_terminate_backend($1)", terminated)
+                # The second write waits for the coupon's row in turn.
+                await until_another_lock_waits(db, than=terminated)
+            answer, _ = await writing
+    finally:
+        await pool.close()
+    assert REGISTRY.get_sample_value(WRITTEN_AGAIN) == written_again + 1
+    redeemed = await db.fetchval("SELECT times_redeemed FROM coupons WHERE id = $1", coupon_id)
+    if id_taken:
+        assert isinstance(answer, asyncpg.UniqueViolationError), answer
+        assert answer.constraint_name == "orders_pkey"
+        assert redeemed == 0
+        assert await stored_as_written(db, earlier) != await stored_as_written(db, order)
+    else:
+        assert answer is None
+        assert redeemed == 1
+        assert await stored(db, [order]) == {order.row["id"]}
+
+
+@pytest.mark.parametrize("family", ["initials", "me_order"])
+async def test_an_order_committed_as_its_connection_is_cut_is_answered_as_written_once(
+    db: asyncpg.Connection, config: Config, family: str
+) -> None:
+    # The reply to an order's commit is lost with its connection (the network cut it):
+    # the order is in PostgreSQL, and its event goes out. The writer writes it once more
+    # on a new connection, which PostgreSQL refuses for the order's id; the order is then
+    # found with the event of the first write, and answered as written (a Payway-style
+    # order with the reference the first write drew): not a 503 for an order that
+    # exists, and not a second order.
+    warm_up, order = await orders_of(db, 2, config)
+    coupon_id = await with_new_coupon(db, order)
+    if family == "me_order":
+        coupon = (coupon_id, order.row["coupon_code"])
+        order = await customer_order(db, config, f"cut-{uuid.uuid4().hex[:8]}", coupon)
+    written_again = REGISTRY.get_sample_value(WRITTEN_AGAIN) or 0.0
+    async with TcpProxy("127.0.0.1", 5432) as proxy:
+        proxied = replace(config, database_url=proxy.url_for(config.database_url))
+        pool = await create_pool(replace(proxied, db_pool_max=1, db_acquire_timeout=10.0))
+        try:
+            writer = OrderWriter(pool, writers=1, max_batch=32, queue_timeout=10.0)
+            async with writer.running():
+                # Its connection opened and idle in the pool before the freeze.
+                assert await writer.place_order(args_of(warm_up)) is None
+                async with db.transaction():
+                    await db.execute("SELECT 1 FROM coupons WHERE id = $1 FOR UPDATE", coupon_id)
+                    writing = asyncio.create_task(answer_of(writer.place_order(args_of(order))))
+                    await until_lock_waits(db, 1)
+                    proxy.freeze()
+                # The coupon's row is free: the order commits, and the proxy holds the reply.
+                await until(lambda: proxy.held >= 1)
+                assert await stored(db, [order]) == {order.row["id"]}
+                await proxy.reset()
+                answer, _ = await writing
+        finally:
+            await pool.close()
+    reference = await db.fetchval("SELECT reference FROM orders WHERE id = $1", order.row["id"])
+    assert answer == reference
+    assert (reference is None) == (family == "initials")
+    assert REGISTRY.get_sample_value(WRITTEN_AGAIN) == written_again + 1
+    assert await stored(db, [order]) == {order.row["id"]}
+    assert await db.fetchval("SELECT times_redeemed FROM coupons WHERE id = $1", coupon_id) == 1
+    events = await db.fetchval(
+        "SELECT count(*) FROM outbox WHERE aggregate_id = $1", order.row["id"]
+    )
+    assert events == 1

@@ -2,10 +2,12 @@
 
 `cut()` drops every live connection (both sides are reset) and stops listening, so new
 connections are refused, as when the server is down; `restore()` listens again on the
-same port. `freeze()` keeps every connection open but passes nothing on, as a server that
-hangs or a route that drops packets (nothing is refused, nothing answers); `thaw()` lets
-the data flow again, and `held` counts the directions of connections whose data a freeze
-holds back (a query sent and not answered holds one). Runs in the test's event loop.
+same port. `reset()` drops every live connection and goes on listening, as a network fault
+that broke only the open connections. `freeze()` keeps every connection open but passes
+nothing on, as a server that hangs or a route that drops packets (nothing is refused,
+nothing answers); `thaw()` lets the data flow again, and `held` counts the directions of
+connections whose data a freeze holds back (a query sent and not answered holds one).
+Runs in the test's event loop.
 """
 
 from __future__ import annotations
@@ -67,6 +69,18 @@ class TcpProxy:
         # start_server handler makes asyncio log an error).
         if self._links:
             await asyncio.wait(list(self._links))
+
+    async def reset(self) -> None:
+        """Resets every open connection and goes on listening (and lets data flow, as
+        thaw() does): a new connection gets through at once."""
+        self._generation += 1
+        links = list(self._links)
+        for transport in list(self._transports):
+            transport.abort()
+        self._transports.clear()
+        self._flowing.set()
+        if links:
+            await asyncio.wait(links)
 
     def freeze(self) -> None:
         self._flowing.clear()
