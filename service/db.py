@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -15,6 +16,8 @@ from service.config import Config, redact_url
 log = structlog.get_logger(__name__)
 
 POOL_CLOSE_SECONDS = 3.0
+
+Result = TypeVar("Result")
 
 # Errors that mean the database cannot be reached or take work right now (the request may
 # be retried): the connection is refused, lost or cut off, or PostgreSQL turns new
@@ -60,6 +63,38 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(
             typename, encoder=_dumps, decoder=orjson.loads, schema="pg_catalog"
         )
+
+
+# Runs of a statement that is safe to repeat, while the connection each ran on is lost
+# under it (see run_again_if_lost).
+LOST_CONNECTION_ATTEMPTS = 3
+
+
+async def run_again_if_lost(
+    pool: asyncpg.Pool, run: Callable[[asyncpg.Connection], Awaitable[Result]]
+) -> Result:
+    """`run(conn)` on a pooled connection, and again on a new one while the one it ran on
+    is lost under it, up to LOST_CONNECTION_ATTEMPTS runs. Only for what may run twice: a
+    read, or a write that knows its own first run (an Idempotency-Key claim by its claim
+    id)."""
+    attempt = 1
+    while True:
+        async with pool.acquire() as conn:
+            try:
+                return await run(conn)
+            except CONNECTION_LOST:
+                if attempt == LOST_CONNECTION_ATTEMPTS:
+                    raise
+        await forget_pooled_connections(pool)
+        attempt += 1
+
+
+async def forget_pooled_connections(pool: asyncpg.Pool) -> None:
+    """After a connection was lost under a query: the pool's other connections are
+    replaced by new ones as they are next acquired. A database restart ends every one of
+    them, and asyncpg finds out only when it reads from one: the idle ones would be handed
+    out, and fail, one after the other."""
+    await pool.expire_connections()
 
 
 async def create_connection(url: str) -> asyncpg.Connection:

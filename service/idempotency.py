@@ -21,6 +21,7 @@ import structlog
 
 from service import headers
 from service.background import running_in_background
+from service.db import run_again_if_lost
 from service.errors import ApiError, BadRequest, Conflict
 from service.sql import queries
 
@@ -126,8 +127,9 @@ async def claim(
     request, and Conflict (idempotency_key_in_use) while the first is still running.
     """
     claim_id = uuid.uuid4()
-    async with pool.acquire() as conn:
-        row = await conn.fetchrow(
+    row = await run_again_if_lost(
+        pool,
+        lambda conn: conn.fetchrow(
             queries.idempotency_claim,
             scope,
             key,
@@ -135,7 +137,8 @@ async def claim(
             ttl_seconds,
             stale_seconds,
             claim_id,
-        )
+        ),
+    )
     if row is None:
         raise _in_use()
     if not fingerprint.matches(row["request_hash"]):
@@ -162,10 +165,12 @@ def _in_use() -> Conflict:
 
 
 async def release(pool: asyncpg.Pool, claimed: IdempotencyClaim) -> None:
-    async with pool.acquire() as conn:
-        await conn.execute(
+    await run_again_if_lost(
+        pool,
+        lambda conn: conn.execute(
             queries.idempotency_release, claimed.scope, claimed.key, claimed.claim_id
-        )
+        ),
+    )
 
 
 async def prune(pool: asyncpg.Pool, ttl_seconds: int) -> int:

@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from service.db import DATABASE_DOWN
+from service.db import DATABASE_DOWN, run_again_if_lost
 from service.errors import Conflict, ServiceUnavailable, ValidationFailed
 from service.idempotency import IdempotencyClaim
 from service.order_writer import OrderWriter
@@ -155,10 +155,12 @@ async def _order_of_request(pool: asyncpg.Pool, row: dict[str, Any]) -> str:
     """The id of the order this signed request created (a merchant whose first answer was
     lost can read it), or "(unknown)" if the database does not tell right now."""
     try:
-        async with pool.acquire() as conn:
-            order_id: str | None = await conn.fetchval(
+        order_id: str | None = await run_again_if_lost(
+            pool,
+            lambda conn: conn.fetchval(
                 queries.order_of_request_token, row["merchant_id"], row["request_token"]
-            )
+            ),
+        )
     except DATABASE_DOWN:
         order_id = None
     return order_id or "(unknown)"

@@ -60,7 +60,7 @@ import asyncpg
 import orjson
 import structlog
 
-from service.db import CONNECTION_LOST, DATABASE_DOWN
+from service.db import CONNECTION_LOST, DATABASE_DOWN, forget_pooled_connections
 from service.metrics import (
     ORDER_BATCHES_WRITTEN_AGAIN,
     ORDER_BATCHES_WRITTEN_ALONE,
@@ -351,9 +351,8 @@ class OrderWriter:
 
     async def _write_again(self, batch: list[_Pending], lost: BaseException) -> None:
         """The orders of `batch` not answered when its connection was lost, written once
-        more on another connection, and again while that one is lost too (a restart
-        ends every connection of the pool, and the next one may not have noticed yet);
-        an order a lost write had committed is answered as written (_written_before)."""
+        more on a new connection, and again while that one is lost too; an order a lost
+        write had committed is answered as written (_written_before)."""
         for attempt in range(1, WRITE_AGAIN_ATTEMPTS + 1):
             batch = [pending for pending in batch if not pending.result.done()]
             if not batch:
@@ -363,6 +362,7 @@ class OrderWriter:
                 "order_batch_written_again", orders=len(batch), attempt=attempt, error=repr(lost)
             )
             lost_again: BaseException | None = None
+            await forget_pooled_connections(self._pool)
             try:
                 async with self._pool.acquire() as conn:
                     lost_again = await _write_batch(conn, batch, in_doubt=True)

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from service.db import run_again_if_lost
 from service.domain.ip_addresses import ip_text
 from service.errors import NotFound
 from service.handlers.common import read_signed_read_request
@@ -75,8 +76,9 @@ async def get_order(request: web.Request) -> web.Response:
     order_id = request.match_info["orderId"]
     if not ORDER_ID_FORMAT.match(order_id):
         raise order_not_found()
-    async with request.app[POOL].acquire() as conn:
-        row = await conn.fetchrow(queries.order_by_id, order_id, merchant.id)
+    row = await run_again_if_lost(
+        request.app[POOL], lambda conn: conn.fetchrow(queries.order_by_id, order_id, merchant.id)
+    )
     if row is None:
         raise order_not_found()
     request[ORDER_ID] = order_id

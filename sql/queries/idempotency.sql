@@ -8,6 +8,9 @@
 -- The fallback SELECT reads this statement's snapshot: when a concurrent retry took over
 -- an expired record meanwhile, it still shows the expired one, whose answer names an
 -- order this retry did not make. It is passed over (no row: the key is in use).
+-- A claim already held by $6 is this request's own: the statement's first run committed
+-- it and its answer was lost with the connection (it is run again on another), so it is
+-- claimed = true again, not "in use".
 WITH claimed AS (
     INSERT INTO idempotency_keys AS k (scope, key, request_hash, status, claim_id)
     VALUES ($1, $2, $3, 'in_progress', $6)
@@ -22,7 +25,8 @@ WITH claimed AS (
 )
 SELECT request_hash, status, response_status, response_body, order_id, claimed FROM claimed
 UNION ALL
-SELECT request_hash, status, response_status, response_body, order_id, false
+SELECT request_hash, status, response_status, response_body, order_id,
+       status = 'in_progress' AND claim_id IS NOT DISTINCT FROM $6
   FROM idempotency_keys
  WHERE scope = $1 AND key = $2 AND NOT EXISTS (SELECT 1 FROM claimed)
    AND created_at >= now() - make_interval(secs => $4);

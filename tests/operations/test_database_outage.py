@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -32,9 +33,12 @@ async def proxy() -> AsyncIterator[TcpProxy]:
         yield running
 
 
-async def post_initials(client: Any) -> Any:
+async def post_initials(client: Any, idempotency_key: str | None = None) -> Any:
     raw = initials_body()
-    return await client.post("/api/v2/initials/url", data=raw, headers=signed(raw))
+    headers = signed(raw)
+    if idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key
+    return await client.post("/api/v2/initials/url", data=raw, headers=headers)
 
 
 async def post_me_order(client: Any, token: str) -> Any:
@@ -264,8 +268,9 @@ async def test_pooled_connections_terminated_under_load_lose_no_order_and_write_
     # close, refused the next query with InternalClientError: 500 internal_error (about a
     # quarter of the orders in ten rounds), and an Idempotency-Key claim left in progress.
     # Then each order of a batch whose connection was lost got 503 (5-30 of the 200), some
-    # of them written: the writer now writes such a batch again on a new connection, and
-    # every order is answered 200 and stored once.
+    # of them written, and so did an Idempotency-Key claim on a terminated connection:
+    # the writer now writes such a batch again on a new connection, a claim runs again on
+    # one, and every order is answered 200 and stored once.
     client = await aiohttp_client(create_app(config))
     admin = await asyncpg.connect(with_database(config.database_url, "postgres"))
     database = config.database_url.rsplit("/", 1)[1]
@@ -275,7 +280,9 @@ async def test_pooled_connections_terminated_under_load_lose_no_order_and_write_
         for round_number in range(10):
             posting = [
                 asyncio.create_task(
-                    post_initials(client) if n % 2 else post_me_order(client, customer_token)
+                    post_initials(client, f"outage-{uuid.uuid4()}" if n % 4 == 1 else None)
+                    if n % 2
+                    else post_me_order(client, customer_token)
                 )
                 for n in range(20)
             ]

@@ -1,0 +1,112 @@
+"""Statements run again on a new connection when theirs is lost under them (a database
+restart ends every pooled connection, and asyncpg finds out only when one is used)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from service.config import Config
+from service.db import CONNECTION_LOST, LOST_CONNECTION_ATTEMPTS, create_pool, run_again_if_lost
+from service.sql import queries
+
+
+@pytest.fixture
+async def pool(config: Config) -> AsyncIterator[asyncpg.Pool]:
+    created = await create_pool(config)
+    yield created
+    await created.close()
+
+
+async def terminate(db: asyncpg.Connection, pid: int) -> None:
+    """Ends the backend `pid` as a restart would, and waits until it is gone."""
+    assert await db.fetchval("SELECT pg_terminate_backend($1)", pid)
+    async with asyncio.timeout(10):
+        while await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
+            await asyncio.sleep(0.01)
+
+
+async def test_a_statement_whose_connection_was_terminated_runs_again_on_a_new_one(
+    pool: asyncpg.Pool, db: asyncpg.Connection
+) -> None:
+    backends: list[int] = []
+
+    async def run(conn: asyncpg.Connection) -> int:
+        backends.append(conn.get_server_pid())
+        if len(backends) == 1:
+            await terminate(db, backends[0])
+        answer: int = await conn.fetchval("SELECT 41 + 1")
+        return answer
+
+    assert await run_again_if_lost(pool, run) == 42
+    assert len(backends) == 2
+    assert backends[0] != backends[1]
+
+
+async def test_connections_lost_each_time_give_up_after_the_attempts(
+    pool: asyncpg.Pool, db: asyncpg.Connection
+) -> None:
+    backends: list[int] = []
+
+    async def run(conn: asyncpg.Connection) -> int:
+        backends.append(conn.get_server_pid())
+        await terminate(db, backends[-1])
+        answer: int = await conn.fetchval("SELECT 1")
+        return answer
+
+    with pytest.raises(CONNECTION_LOST):
+        await run_again_if_lost(pool, run)
+    assert len(backends) == LOST_CONNECTION_ATTEMPTS
+    assert len(set(backends)) == LOST_CONNECTION_ATTEMPTS
+
+
+async def test_a_statement_postgresql_refused_or_timed_out_is_not_run_again(
+    pool: asyncpg.Pool,
+) -> None:
+    runs: list[str] = []
+
+    async def refused(conn: asyncpg.Connection) -> None:
+        runs.append("refused")
+        await conn.execute("SELECT 1 / 0")
+
+    async def timed_out(conn: asyncpg.Connection) -> None:
+        runs.append("timed out")
+        await conn.execute("SELECT pg_sleep(1)", timeout=0.05)
+
+    with pytest.raises(asyncpg.DivisionByZeroError):
+        await run_again_if_lost(pool, refused)
+    with pytest.raises(TimeoutError):
+        await run_again_if_lost(pool, timed_out)
+    assert runs == ["refused", "timed out"]
+
+
+async def claim_of(db: asyncpg.Connection, key: str, claim_id: uuid.UUID) -> asyncpg.Record:
+    row = await db.fetchrow(
+        queries.idempotency_claim, "test-scope", key, "request-hash", 3600, 10, claim_id
+    )
+    assert row is not None
+    return row
+
+
+async def test_an_idempotency_claim_run_again_by_its_request_is_its_own_again(
+    db: asyncpg.Connection,
+) -> None:
+    # The claim committed and its answer was lost with the connection: run again with the
+    # same claim id, it is the request's own claim, not a key "in use" for 10 s. Another
+    # request's claim of the key is still refused while this one holds it.
+    key, claim_id = f"key-{uuid.uuid4()}", uuid.uuid4()
+    assert (await claim_of(db, key, claim_id))["claimed"]
+    assert (await claim_of(db, key, claim_id))["claimed"]
+    assert not (await claim_of(db, key, uuid.uuid4()))["claimed"]
+    await db.execute(
+        "UPDATE idempotency_keys SET status = 'completed', response_status = 200"
+        " WHERE scope = 'test-scope' AND key = $1",
+        key,
+    )
+    completed = await claim_of(db, key, claim_id)
+    assert not completed["claimed"]
+    assert completed["status"] == "completed"
