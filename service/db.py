@@ -34,6 +34,7 @@ DATABASE_DOWN = (
     asyncpg.TooManyConnectionsError,
     asyncpg.QueryCanceledError,
     asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
     asyncpg.ObjectNotInPrerequisiteStateError,
     asyncpg.InvalidCatalogNameError,
     asyncpg.InvalidAuthorizationSpecificationError,
@@ -45,13 +46,20 @@ DATABASE_DOWN = (
 # Of those, the errors of a connection lost while in use: PostgreSQL terminated its backend
 # or went away, or the network cut the connection. What was sent on it may have committed
 # or not. A timeout is not one of them: the database may still be working on the query.
-CONNECTION_LOST = (
+_CONNECTION_LOST = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.InternalClientError,
     asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
     ConnectionError,
 )
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """The connection `exc` came from was lost under its query (see _CONNECTION_LOST); an
+    argument asyncpg could not encode (DataError, an InterfaceError too) was not."""
+    return isinstance(exc, _CONNECTION_LOST) and not isinstance(exc, asyncpg.DataError)
 
 
 def _dumps(value: Any) -> str:
@@ -82,19 +90,31 @@ async def run_again_if_lost(
         async with pool.acquire() as conn:
             try:
                 return await run(conn)
-            except CONNECTION_LOST:
-                if attempt == LOST_CONNECTION_ATTEMPTS:
+            except DATABASE_DOWN as exc:
+                if not connection_lost(exc) or attempt == LOST_CONNECTION_ATTEMPTS:
                     raise
-        await forget_pooled_connections(pool)
+                await forget_pooled_connections(pool, conn)
         attempt += 1
 
 
-async def forget_pooled_connections(pool: asyncpg.Pool) -> None:
-    """After a connection was lost under a query: the pool's other connections are
-    replaced by new ones as they are next acquired. A database restart ends every one of
-    them, and asyncpg finds out only when it reads from one: the idle ones would be handed
-    out, and fail, one after the other."""
-    await pool.expire_connections()
+async def forget_pooled_connections(pool: asyncpg.Pool, lost: asyncpg.Connection) -> None:
+    """After the connection `lost` (still acquired) was lost under a query: the pool's
+    connections are replaced by new ones as they are next acquired (one in use, once it is
+    given back). A database restart ends every one of them, and asyncpg finds out only
+    when it reads from one: the idle ones would be handed out, and fail, one after the
+    other. Not when `lost` was opened before the last replacement: the many losses of one
+    restart would each replace the connections opened since, on a database that is back."""
+    if not _opened_before_last_replacement(pool, lost):
+        await pool.expire_connections()
+
+
+def _opened_before_last_replacement(pool: asyncpg.Pool, conn: asyncpg.Connection) -> bool:
+    # asyncpg counts a pool's replacements (its generation) and notes on each connection's
+    # holder the count at its opening, but names neither in its API: without them, every
+    # loss replaces the connections.
+    opened_in = getattr(getattr(conn, "_holder", None), "_generation", None)
+    current = getattr(pool, "_generation", None)
+    return opened_in is not None and current is not None and opened_in != current
 
 
 async def create_connection(url: str) -> asyncpg.Connection:

@@ -127,18 +127,25 @@ async def claim(
     request, and Conflict (idempotency_key_in_use) while the first is still running.
     """
     claim_id = uuid.uuid4()
-    row = await run_again_if_lost(
-        pool,
-        lambda conn: conn.fetchrow(
-            queries.idempotency_claim,
-            scope,
-            key,
-            fingerprint.canonical,
-            ttl_seconds,
-            stale_seconds,
-            claim_id,
-        ),
-    )
+
+    async def run_claim() -> asyncpg.Record | None:
+        return await run_again_if_lost(
+            pool,
+            lambda conn: conn.fetchrow(
+                queries.idempotency_claim,
+                scope,
+                key,
+                fingerprint.canonical,
+                ttl_seconds,
+                stale_seconds,
+                claim_id,
+            ),
+        )
+
+    # No row: a transaction inserted the key after this statement's snapshot was taken.
+    # It may be this claim's own first run, lost with its connection while it committed
+    # (run again, the claim waited for it): once more, its row is seen.
+    row = await run_claim() or await run_claim()
     if row is None:
         raise _in_use()
     if not fingerprint.matches(row["request_hash"]):

@@ -51,9 +51,9 @@ ORDER_WRITE_BATCH_SIZE = Histogram(
 )
 ORDER_BATCHES_WRITTEN_AGAIN = Counter(
     "order_service_order_batches_written_again_total",
-    "Batches whose connection was lost while they were written (a database restart, a "
-    "terminated backend, a network cut), whose unanswered orders were written once more "
-    "on another connection.",
+    "Writes again, on a new connection, of the orders of a batch not answered when the "
+    "connection it was written on was lost under it (a database restart, a terminated "
+    "backend, a network cut); one per attempt.",
 )
 ORDER_BATCHES_WRITTEN_ALONE = Counter(
     "order_service_order_batches_written_alone_total",

@@ -60,7 +60,7 @@ import asyncpg
 import orjson
 import structlog
 
-from service.db import CONNECTION_LOST, DATABASE_DOWN, forget_pooled_connections
+from service.db import DATABASE_DOWN, connection_lost, forget_pooled_connections
 from service.metrics import (
     ORDER_BATCHES_WRITTEN_AGAIN,
     ORDER_BATCHES_WRITTEN_ALONE,
@@ -338,6 +338,8 @@ class OrderWriter:
                     return
                 ORDER_WRITE_BATCH_SIZE.observe(len(batch))
                 lost = await _write_batch(conn, batch, in_doubt=False)
+                if lost is not None:
+                    await forget_pooled_connections(self._pool, conn)
         except DATABASE_DOWN as exc:
             if lost is None:
                 # No connection (or the write failed: its orders were answered). Each
@@ -351,21 +353,26 @@ class OrderWriter:
 
     async def _write_again(self, batch: list[_Pending], lost: BaseException) -> None:
         """The orders of `batch` not answered when its connection was lost, written once
-        more on a new connection, and again while that one is lost too; an order a lost
-        write had committed is answered as written (_written_before)."""
+        more on a new connection, and again while that one is lost too, as long as the
+        last loss was within an order's deadline (queue_timeout) of the first; an order a
+        lost write had committed is answered as written (_written_before)."""
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self._queue_timeout
         for attempt in range(1, WRITE_AGAIN_ATTEMPTS + 1):
             batch = [pending for pending in batch if not pending.result.done()]
-            if not batch:
-                return
+            time_left = give_up_at - loop.time()
+            if not batch or time_left <= 0:
+                break
             ORDER_BATCHES_WRITTEN_AGAIN.inc()
             log.warning(
                 "order_batch_written_again", orders=len(batch), attempt=attempt, error=repr(lost)
             )
             lost_again: BaseException | None = None
-            await forget_pooled_connections(self._pool)
             try:
-                async with self._pool.acquire() as conn:
+                async with self._pool.acquire(timeout=time_left) as conn:
                     lost_again = await _write_batch(conn, batch, in_doubt=True)
+                    if lost_again is not None:
+                        await forget_pooled_connections(self._pool, conn)
             except DATABASE_DOWN as exc:
                 if lost_again is None:
                     for pending in batch:
@@ -388,9 +395,9 @@ async def _write_batch(
     try:
         for group in _groups(batch):
             await _write_group(conn, group, timeouts)
-    except CONNECTION_LOST as exc:
-        return exc
     except DATABASE_DOWN as exc:
+        if connection_lost(exc):
+            return exc
         # Answered before the connection goes back to the pool: giving back one whose
         # query timed out on a database that stopped answering takes as long as the query
         # did. (A group written before is answered already, and keeps its answer.)
@@ -456,6 +463,12 @@ async def _write_alone_in_batch(
     try:
         await _write_alone(conn, pending, in_doubt=timeouts.in_doubt)
     except asyncpg.QueryCanceledError as exc:
+        # Timed out waiting for a row the lost write held (its transaction still open) or
+        # another transaction holds: stored all the same when the lost write committed.
+        written = await _written_before(conn, pending) if timeouts.in_doubt else None
+        if written is not None:
+            _answer(pending.result, written[0])
+            return
         _fail(pending.result, exc)
         timeouts.gave_up = timeouts.alone is not None or not rows
         timeouts.alone = exc
@@ -486,14 +499,19 @@ async def _write_alone(conn: asyncpg.Connection, pending: _Pending, *, in_doubt:
 
 
 async def _written_before(conn: asyncpg.Connection, pending: _Pending) -> tuple[str | None] | None:
-    """The order's reference, in a tuple, when a write before this one stored it: its row
-    and its very event (an order id drawn by another order before does not count)."""
-    row = await conn.fetchrow(
-        queries.order_written_before,
-        pending.args[ROW]["id"],
-        pending.args[EVENT]["event_id"],
-    )
-    return None if row is None else (row["reference"],)
+    """The order's reference, in a tuple, when a write before this one stored it (an order
+    id drawn by another order before does not count); None when it did not, or when
+    PostgreSQL refuses to tell (the order's own refusal then stands)."""
+    row = pending.args[ROW]
+    try:
+        found = await conn.fetchrow(
+            queries.order_written_before, row["id"], row["merchant_id"], row["created_at"]
+        )
+    except DATABASE_DOWN:
+        raise
+    except asyncpg.PostgresError:
+        return None
+    return None if found is None else (found["reference"],)
 
 
 def _any_wanted(handed: list[_Pending], now: float) -> bool:

@@ -110,9 +110,10 @@ SELECT id FROM orders WHERE merchant_id = $1 AND request_token = $2;
 
 -- name: order_written_before
 -- Whether an order whose write was cut off with its connection (the reply to the commit
--- lost) was written then after all, by that write: its row, with the outbox event of the
--- very write ($2, a fresh uuid per order: an order id drawn again by another order is not
--- it). The order's reference, or no row.
-SELECT o.reference
-  FROM orders o JOIN outbox e ON e.aggregate_id = o.id
- WHERE o.id = $1 AND e.event_id = $2;
+-- lost) was written then after all, by that write: its row under its id, merchant and
+-- creation time to the microsecond, all three the service's own ($3 the text of the row's
+-- created_at; an order id drawn again by another order is not it). Its reference, or no
+-- row.
+SELECT reference
+  FROM orders
+ WHERE id = $1 AND merchant_id = $2 AND created_at = $3::text::timestamptz;

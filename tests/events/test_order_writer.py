@@ -942,16 +942,21 @@ async def test_a_batch_whose_backend_is_terminated_is_written_again_on_a_new_con
         assert await stored(db, [order]) == {order.row["id"]}
 
 
-@pytest.mark.parametrize("family", ["initials", "me_order"])
+@pytest.mark.parametrize(
+    ("family", "event_pruned"),
+    [("initials", False), ("me_order", False), ("initials", True)],
+    ids=["initials", "me_order", "initials_event_published_and_pruned"],
+)
 async def test_an_order_committed_as_its_connection_is_cut_is_answered_as_written_once(
-    db: asyncpg.Connection, config: Config, family: str
+    db: asyncpg.Connection, config: Config, family: str, event_pruned: bool
 ) -> None:
     # The reply to an order's commit is lost with its connection (the network cut it):
     # the order is in PostgreSQL, and its event goes out. The writer writes it once more
     # on a new connection, which PostgreSQL refuses for the order's id; the order is then
-    # found with the event of the first write, and answered as written (a Payway-style
-    # order with the reference the first write drew): not a 503 for an order that
-    # exists, and not a second order.
+    # found under its id, merchant and creation time, and answered as written (a
+    # Payway-style order with the reference the first write drew): not a 503 for an order
+    # that exists, and not a second order. Also when its event was published and pruned
+    # from the outbox meanwhile (OUTBOX_RETENTION_SECONDS=0).
     warm_up, order = await orders_of(db, 2, config)
     coupon_id = await with_new_coupon(db, order)
     if family == "me_order":
@@ -974,6 +979,8 @@ async def test_an_order_committed_as_its_connection_is_cut_is_answered_as_writte
                 # The coupon's row is free: the order commits, and the proxy holds the reply.
                 await until(lambda: proxy.held >= 1)
                 assert await stored(db, [order]) == {order.row["id"]}
+                if event_pruned:
+                    await db.execute("DELETE FROM outbox WHERE aggregate_id = $1", order.row["id"])
                 await proxy.reset()
                 answer, _ = await writing
         finally:
@@ -987,4 +994,4 @@ async def test_an_order_committed_as_its_connection_is_cut_is_answered_as_writte
     events = await db.fetchval(
         "SELECT count(*) FROM outbox WHERE aggregate_id = $1", order.row["id"]
     )
-    assert events == 1
+    assert events == (0 if event_pruned else 1)

@@ -298,6 +298,5 @@ async def test_pooled_connections_terminated_under_load_lose_no_order_and_write_
                 answers.append((response.status, code))
     finally:
         await admin.close()
-    assert {answer for answer in answers if answer[0] != 200} <= {(503, "database_unavailable")}
-    assert Counter(status for status, _ in answers) == {200: 200}
+    assert Counter(status for status, _ in answers) == {200: 200}, Counter(answers)
     assert await orders_stored(config) == stored_before + 200
