@@ -11,6 +11,7 @@ from dataclasses import replace
 import asyncpg
 import pytest
 
+from service import idempotency
 from service.config import Config
 from service.db import (
     LOST_CONNECTION_ATTEMPTS,
@@ -19,7 +20,9 @@ from service.db import (
     forget_pooled_connections,
     run_again_if_lost,
 )
+from service.errors import Conflict
 from service.sql import queries
+from tests.support.locks import until_lock_waits
 
 
 @pytest.fixture
@@ -148,3 +151,31 @@ async def test_a_loss_replaces_the_pooled_connections_and_older_losses_do_not_ag
         await pool.close()
     assert new_pid in pids
     assert old_pid not in pids
+
+
+async def test_a_claim_whose_first_run_commits_while_it_runs_again_is_its_own(
+    pool: asyncpg.Pool, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A claim run again on a new connection while its first run's transaction is still
+    # open (a network cut, not a terminated backend) waits for that transaction; once it
+    # commits, the statement's snapshot does not see the row it committed (no row, "in
+    # use"). The claim then runs once more and finds its own claim, instead of answering
+    # 409 to the request holding the key for the next 10 s. Here the first run's open
+    # transaction is this test's, under the claim id the request draws.
+    claim_id, key = uuid.uuid4(), f"key-{uuid.uuid4()}"
+    monkeypatch.setattr(idempotency.uuid, "uuid4", lambda: claim_id)
+    fingerprint = idempotency.RequestFingerprint(canonical="request-hash", raw="raw-hash")
+    async with db.transaction():
+        await db.execute(
+            "INSERT INTO idempotency_keys (scope, key, request_hash, status, claim_id)"
+            " VALUES ('test-scope', $1, 'request-hash', 'in_progress', $2)",
+            key,
+            claim_id,
+        )
+        claiming = asyncio.create_task(
+            idempotency.claim(pool, "test-scope", key, fingerprint, 3600, 10, Conflict)
+        )
+        await until_lock_waits(db, 1)
+    claimed = await claiming
+    assert isinstance(claimed, idempotency.IdempotencyClaim)
+    assert claimed.claim_id == claim_id
