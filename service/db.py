@@ -57,9 +57,9 @@ _CONNECTION_LOST = (
 
 
 def connection_lost(exc: BaseException) -> bool:
-    """The connection `exc` came from was lost under its query (see _CONNECTION_LOST); an
-    argument asyncpg could not encode (DataError, an InterfaceError too) was not."""
-    return isinstance(exc, _CONNECTION_LOST) and not isinstance(exc, asyncpg.DataError)
+    """The connection `exc` came from was lost under its query (see _CONNECTION_LOST). A
+    protocol violation PostgreSQL reports (class 08 too) would only happen again."""
+    return isinstance(exc, _CONNECTION_LOST) and not isinstance(exc, asyncpg.ProtocolViolationError)
 
 
 def _dumps(value: Any) -> str:

@@ -26,8 +26,8 @@ network cut it), its orders not answered yet are written once more on another co
 (`_write_again`): a write cut off before its commit left nothing, and one whose commit
 went through while its reply was lost is found by the second write, which PostgreSQL
 refuses for the order's id (or waits for, while the first write's transaction is still
-open) and which then finds the order with the event of the first write: that order is
-answered as written. So a restart answers neither 503 for an order that was written (and
+open) and which then finds the order under its id, merchant and creation time: that
+order is answered as written. So a restart answers neither 503 for an order that was written (and
 whose event goes out) nor writes one twice. A timeout is not written again: a database
 that stopped answering would hold the second write as long.
 
@@ -355,7 +355,7 @@ class OrderWriter:
         """The orders of `batch` not answered when its connection was lost, written once
         more on a new connection, and again while that one is lost too, as long as the
         last loss was within an order's deadline (queue_timeout) of the first; an order a
-        lost write had committed is answered as written (_written_before)."""
+        lost write had committed is answered as written (_answered_as_written_before)."""
         loop = asyncio.get_running_loop()
         give_up_at = loop.time() + self._queue_timeout
         for attempt in range(1, WRITE_AGAIN_ATTEMPTS + 1):
@@ -465,9 +465,7 @@ async def _write_alone_in_batch(
     except asyncpg.QueryCanceledError as exc:
         # Timed out waiting for a row the lost write held (its transaction still open) or
         # another transaction holds: stored all the same when the lost write committed.
-        written = await _written_before(conn, pending) if timeouts.in_doubt else None
-        if written is not None:
-            _answer(pending.result, written[0])
+        if await _answered_as_written_before(conn, pending, in_doubt=timeouts.in_doubt):
             return
         _fail(pending.result, exc)
         timeouts.gave_up = timeouts.alone is not None or not rows
@@ -483,35 +481,43 @@ async def _write_alone(conn: asyncpg.Connection, pending: _Pending, *, in_doubt:
         except asyncpg.DeadlockDetectedError as exc:
             # Chosen as the victim against a batch (an order waiting on a replayed token
             # the batch wrote, say): rolled back whole, so written again.
-            if attempt == DEADLOCK_ATTEMPTS:
+            if attempt == DEADLOCK_ATTEMPTS and not await _answered_as_written_before(
+                conn, pending, in_doubt=in_doubt
+            ):
                 _fail(pending.result, exc)
         except DATABASE_DOWN:
             raise
         except asyncpg.PostgresError as exc:
             # Refused for its id or request token, or for the coupon it redeemed or the
             # Idempotency-Key it completed: by the lost write, when that one committed.
-            written = await _written_before(conn, pending) if in_doubt else None
-            if written is not None:
-                _answer(pending.result, written[0])
-            else:
+            if not await _answered_as_written_before(conn, pending, in_doubt=in_doubt):
                 _fail(pending.result, exc)
             return
 
 
-async def _written_before(conn: asyncpg.Connection, pending: _Pending) -> tuple[str | None] | None:
-    """The order's reference, in a tuple, when a write before this one stored it (an order
-    id drawn by another order before does not count); None when it did not, or when
-    PostgreSQL refuses to tell (the order's own refusal then stands)."""
+async def _answered_as_written_before(
+    conn: asyncpg.Connection, pending: _Pending, *, in_doubt: bool
+) -> bool:
+    """Whether the order, refused or timed out on its write again (`in_doubt`), was stored
+    by the write whose connection was lost, and is now answered so."""
+    if not in_doubt:
+        return False
     row = pending.args[ROW]
     try:
+        # Under its id, merchant and creation time: an order id drawn by another order
+        # before is not this order's.
         found = await conn.fetchrow(
             queries.order_written_before, row["id"], row["merchant_id"], row["created_at"]
         )
     except DATABASE_DOWN:
         raise
     except asyncpg.PostgresError:
-        return None
-    return None if found is None else (found["reference"],)
+        # PostgreSQL refuses to tell: the order's own refusal stands.
+        return False
+    if found is None:
+        return False
+    _answer(pending.result, found["reference"])
+    return True
 
 
 def _any_wanted(handed: list[_Pending], now: float) -> bool:

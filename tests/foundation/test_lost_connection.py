@@ -90,7 +90,6 @@ async def test_a_statement_refused_timed_out_or_not_encodable_is_not_run_again(
         await conn.execute("SELECT pg_sleep(1)", timeout=0.05)
 
     async def not_encodable(conn: asyncpg.Connection) -> None:
-        # asyncpg's DataError is an InterfaceError, as a closed connection's errors are.
         runs.append("not encodable")
         await conn.execute("SELECT $1::integer", "not a number")
 
