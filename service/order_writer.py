@@ -337,9 +337,7 @@ class OrderWriter:
                 if not batch:
                     return
                 ORDER_WRITE_BATCH_SIZE.observe(len(batch))
-                lost = await _write_batch(conn, batch, in_doubt=False)
-                if lost is not None:
-                    await forget_pooled_connections(self._pool, conn)
+                lost = await _write_batch(self._pool, conn, batch, in_doubt=False)
         except DATABASE_DOWN as exc:
             if lost is None:
                 # No connection (or the write failed: its orders were answered). Each
@@ -370,9 +368,7 @@ class OrderWriter:
             lost_again: BaseException | None = None
             try:
                 async with self._pool.acquire(timeout=time_left) as conn:
-                    lost_again = await _write_batch(conn, batch, in_doubt=True)
-                    if lost_again is not None:
-                        await forget_pooled_connections(self._pool, conn)
+                    lost_again = await _write_batch(self._pool, conn, batch, in_doubt=True)
             except DATABASE_DOWN as exc:
                 if lost_again is None:
                     for pending in batch:
@@ -386,17 +382,19 @@ class OrderWriter:
 
 
 async def _write_batch(
-    conn: asyncpg.Connection, batch: list[_Pending], *, in_doubt: bool
+    pool: asyncpg.Pool, conn: asyncpg.Connection, batch: list[_Pending], *, in_doubt: bool
 ) -> BaseException | None:
-    """Writes the batch's groups on `conn` and answers their orders. Returns the error of
-    a connection lost under them, their orders unanswered but for groups written before;
-    any other failure to reach the database is every order's answer, and raised."""
+    """Writes the batch's groups on `conn` (of `pool`) and answers their orders. Returns
+    the error of a connection lost under them, their orders unanswered but for groups
+    written before; any other failure to reach the database is every order's answer, and
+    raised."""
     timeouts = _Timeouts(in_doubt=in_doubt)
     try:
         for group in _groups(batch):
             await _write_group(conn, group, timeouts)
     except DATABASE_DOWN as exc:
         if connection_lost(exc):
+            await forget_pooled_connections(pool, conn)
             return exc
         # Answered before the connection goes back to the pool: giving back one whose
         # query timed out on a database that stopped answering takes as long as the query
