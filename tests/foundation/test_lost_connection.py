@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from types import SimpleNamespace
 
 import asyncpg
 import pytest
@@ -162,7 +163,9 @@ async def test_a_claim_whose_first_run_commits_while_it_runs_again_is_its_own(
     # 409 to the request holding the key for the next 10 s. Here the first run's open
     # transaction is this test's, under the claim id the request draws.
     claim_id, key = uuid.uuid4(), f"key-{uuid.uuid4()}"
-    monkeypatch.setattr(idempotency.uuid, "uuid4", lambda: claim_id)
+    monkeypatch.setattr(
+        idempotency, "uuid", SimpleNamespace(uuid4=lambda: claim_id, UUID=uuid.UUID)
+    )
     fingerprint = idempotency.RequestFingerprint(canonical="request-hash", raw="raw-hash")
     async with db.transaction():
         await db.execute(
