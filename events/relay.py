@@ -56,7 +56,7 @@ from events.broker import Broker
 from events.envelope import CONTENT_TYPE, stored_envelope_headers
 from service.cleanup_deadline import SHORTEST_STEP_SECONDS
 from service.config import Config
-from service.db import close_pool, create_pool
+from service.db import close_pool, create_pool, run_again_if_lost
 from service.metrics import (
     EVENT_PUBLISH_FAILURES,
     EVENTS_PUBLISHED,
@@ -409,16 +409,29 @@ class OutboxRelay:
         """publish_batch(); `sent` is given the number of rows claimed once they are sent
         (0: none was due), before the wait for their confirms."""
         channel = await self._publisher()
-        async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(queries.outbox_claim_batch, self.batch_size)
-            confirms = await self._publish_rows(channel, rows) if rows else []
-            if sent is not None and not sent.done():
-                sent.set_result(len(rows))
-            if not rows:
-                return BatchResult()
-            outcomes = await self._outcomes(rows, confirms)
-            await self._record_outcomes(conn, rows, outcomes)
-        return self._account(rows, outcomes)
+        claimed = False
+
+        async def claim_publish_and_mark(conn: asyncpg.Connection) -> BatchResult:
+            nonlocal claimed
+            async with conn.transaction():
+                rows = await conn.fetch(queries.outbox_claim_batch, self.batch_size)
+                claimed = True
+                confirms = await self._publish_rows(channel, rows) if rows else []
+                if sent is not None and not sent.done():
+                    sent.set_result(len(rows))
+                if not rows:
+                    return BatchResult()
+                outcomes = await self._outcomes(rows, confirms)
+                await self._record_outcomes(conn, rows, outcomes)
+            return self._account(rows, outcomes)
+
+        # A connection lost before the claim came back (a database restart ends the pooled
+        # ones) is claimed on again at once, on a new one, rather than after a backoff.
+        # Once rows were claimed they may have been sent: they stay unsent, for a later
+        # round to send again.
+        return await run_again_if_lost(
+            self.pool, claim_publish_and_mark, may_run_again=lambda: not claimed
+        )
 
     async def _round_in_flight(self, sent: asyncio.Future[int]) -> BatchResult | None:
         """_round() as a task of its own, so that its transaction and connection are

@@ -78,20 +78,32 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 LOST_CONNECTION_ATTEMPTS = 3
 
 
+def _always() -> bool:
+    return True
+
+
 async def run_again_if_lost(
-    pool: asyncpg.Pool, run: Callable[[asyncpg.Connection], Awaitable[Result]]
+    pool: asyncpg.Pool,
+    run: Callable[[asyncpg.Connection], Awaitable[Result]],
+    *,
+    may_run_again: Callable[[], bool] = _always,
 ) -> Result:
     """`run(conn)` on a pooled connection, and again on a new one while the one it ran on
     is lost under it, up to LOST_CONNECTION_ATTEMPTS runs. Only for what may run twice: a
     read, or a write that knows its own first run (an Idempotency-Key claim by its claim
-    id)."""
+    id); `may_run_again()`, asked after a loss, says whether this run got too far for that
+    (the relay's round once it has sent its batch)."""
     attempt = 1
     while True:
         async with pool.acquire() as conn:
             try:
                 return await run(conn)
             except DATABASE_DOWN as exc:
-                if not connection_lost(exc) or attempt == LOST_CONNECTION_ATTEMPTS:
+                if (
+                    not connection_lost(exc)
+                    or attempt == LOST_CONNECTION_ATTEMPTS
+                    or not may_run_again()
+                ):
                     raise
                 await forget_pooled_connections(pool, conn)
         attempt += 1

@@ -8,6 +8,7 @@ import contextlib
 import asyncpg
 from aiohttp import web
 
+from service.db import LOST_CONNECTION_ATTEMPTS, connection_lost, forget_pooled_connections
 from service.middleware import json_dumps
 from service.sql import queries
 from service.state import BROKER, CATALOG, CONFIG, POOL
@@ -21,15 +22,27 @@ async def live(request: web.Request) -> web.Response:
 
 
 async def database_answers(pool: asyncpg.Pool, seconds: float) -> bool:
-    """The database answers `SELECT 1` on a connection of `pool` within `seconds`.
+    """The database answers `SELECT 1` on a connection of `pool` within `seconds`; on
+    another one when the first was lost under it (a restart ends every pooled connection,
+    and asyncpg finds out only when one is used), up to LOST_CONNECTION_ATTEMPTS.
 
     The connection goes back within the same deadline: asyncpg gives back one whose query
     was cut off only once the server has settled the cancellation, which a database that
     stopped answering never does (the probe took its command timeout, 6 s, beyond), so
     past the deadline it is closed instead.
     """
+    deadline = asyncio.get_running_loop().time() + seconds
+    for _ in range(LOST_CONNECTION_ATTEMPTS):
+        answered = await _ping(pool, deadline)
+        if answered is not None:
+            return answered
+    return False
+
+
+async def _ping(pool: asyncpg.Pool, deadline: float) -> bool | None:
+    """Whether the database answered on one connection by `deadline`; None when that
+    connection was lost under the ping, which a new one may not be."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
     try:
         async with asyncio.timeout_at(deadline):
             conn = await pool.acquire()
@@ -38,8 +51,12 @@ async def database_answers(pool: asyncpg.Pool, seconds: float) -> bool:
     try:
         async with asyncio.timeout_at(deadline):
             await conn.fetchval(queries.ping)
-    except Exception:  # noqa: BLE001 - any failure means not ready
-        return False
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        if not connection_lost(exc):
+            return False
+        with contextlib.suppress(Exception):
+            await forget_pooled_connections(pool, conn)
+        return None
     finally:
         with contextlib.suppress(Exception):
             await pool.release(conn, timeout=max(0.0, deadline - loop.time()))

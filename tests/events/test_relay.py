@@ -23,8 +23,10 @@ from events.envelope import CONTENT_TYPE, EVENT_TYPE, ROUTING_KEY
 from events.outbox_wakeup import OutboxWakeup
 from events.relay import COALESCE_AFTER, LISTEN_CHANNEL, OutboxRelay, Outcome
 from service.config import Config
+from service.db import create_pool
 from service.sql import queries
 from tests.events.conftest import EventConsumer, PlaceOrders, StartRelay
+from tests.support.tcp_proxy import TcpProxy
 
 # A merchant's metaData with what JSON can carry that is easy to get wrong on the way.
 METADATA: dict[str, Any] = {
@@ -606,3 +608,34 @@ async def test_an_exchange_of_another_kind_is_named_as_the_operators_to_fix(
     assert failed["level"] == "error"
     assert failed["exchange"] == "amq.direct"
     assert "PRECONDITION_FAILED" in failed["error"]
+
+
+async def test_a_claim_whose_connection_is_lost_is_made_again_at_once_on_a_new_one(
+    placer: PlaceOrders, consumer: EventConsumer, config: Config, db: asyncpg.Connection
+) -> None:
+    # A database restart ends the pooled connections, and asyncpg finds a dead one only
+    # when it uses it: the relay's round failed, and its events waited for the backoff
+    # (one per dead connection, doubling) before the next.
+    [order] = await placer()
+    async with TcpProxy("127.0.0.1", 5432) as proxy:
+        proxied = replace(config, database_url=proxy.url_for(config.database_url))
+        pool = await create_pool(replace(proxied, db_pool_min=1, db_pool_max=2))
+        broker = Broker(config.amqp_url, max_backoff=0.5, connect_timeout=2)
+        broker.start()
+        try:
+            async with asyncio.timeout(10):
+                await broker.wait_connected()
+            relay = OutboxRelay(config, pool, broker)
+            proxy.freeze()
+            claiming = asyncio.create_task(relay.publish_batch())
+            async with asyncio.timeout(10):
+                while proxy.held < 1:  # its transaction's first statement, held back
+                    await asyncio.sleep(0)
+            await proxy.reset()
+            result = await claiming
+        finally:
+            await broker.close()
+            await pool.close()
+    assert result.published >= 1
+    await consumer.wait_for([order.event_id])
+    assert (await outbox_row(db, order.event_id))["published_at"] is not None

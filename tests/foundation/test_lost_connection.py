@@ -77,6 +77,26 @@ async def test_connections_lost_each_time_give_up_after_the_attempts(
     assert len(set(backends)) == LOST_CONNECTION_ATTEMPTS
 
 
+async def test_a_run_that_got_too_far_to_repeat_is_not_run_again(
+    pool: asyncpg.Pool, db: asyncpg.Connection
+) -> None:
+    # The relay's round, say, once it has claimed its rows (and may have sent them).
+    backends: list[int] = []
+    got_far: list[bool] = []
+
+    async def run(conn: asyncpg.Connection) -> int:
+        backends.append(conn.get_server_pid())
+        await terminate(db, backends[-1])
+        got_far.append(len(backends) == 2)
+        answer: int = await conn.fetchval("SELECT 1")
+        return answer
+
+    with pytest.raises(Exception) as raised:
+        await run_again_if_lost(pool, run, may_run_again=lambda: not got_far[-1])
+    assert connection_lost(raised.value), raised.value
+    assert len(backends) == 2
+
+
 async def test_a_statement_refused_timed_out_or_not_encodable_is_not_run_again(
     pool: asyncpg.Pool,
 ) -> None:

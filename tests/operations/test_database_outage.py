@@ -18,7 +18,7 @@ from service.app import create_app
 from service.config import Config
 from service.db import with_database
 from service.state import POOL
-from tests.faults.harness import initials_body, signed
+from tests.faults.harness import initials_body, signed, wait_until
 from tests.operations.conftest import ME_ORDER_BODY, ME_ORDER_PATH
 from tests.support.tcp_proxy import TcpProxy
 
@@ -300,3 +300,22 @@ async def test_pooled_connections_terminated_under_load_lose_no_order_and_write_
         await admin.close()
     assert Counter(status for status, _ in answers) == {200: 200}, Counter(answers)
     assert await orders_stored(config) == stored_before + 200
+
+
+async def test_readiness_whose_pooled_connection_is_lost_under_its_ping_asks_a_new_one(
+    aiohttp_client: Any, config: Config, proxy: TcpProxy
+) -> None:
+    # A database restart ends the pooled connections, and asyncpg finds a dead one only
+    # when it uses it: the first probe after a restart said 503, and a load balancer took
+    # the instance out for a probe period with the database back.
+    client = await aiohttp_client(
+        create_app(replace(config, database_url=proxy.url_for(config.database_url)))
+    )
+    assert (await client.get("/health/ready")).status == 200  # the pool keeps its connection
+    proxy.freeze()
+    probing = asyncio.create_task(client.get("/health/ready"))
+    assert await wait_until(lambda: proxy.held >= 1, 10)  # the ping, held back
+    await proxy.reset()
+    response = await probing
+    assert response.status == 200, await response.text()
+    assert (await response.json())["checks"]["database"] == "ok"
