@@ -72,7 +72,7 @@ CONNECTIONS_BESIDES_ORDER_WRITERS = 3
 
 def standby_writers(config: Config) -> int:
     """Standby order writers: what DB_POOL_MAX leaves beside the writers, at least one."""
-    spare = config.db_pool_max - config.order_writers - CONNECTIONS_BESIDES_ORDER_WRITERS
+    spare = config.db_pool_max - config.writers_per_worker - CONNECTIONS_BESIDES_ORDER_WRITERS
     return max(1, spare)
 
 
@@ -81,8 +81,8 @@ async def _order_writer(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     writer = OrderWriter(
         app[POOL],
-        writers=config.order_writers,
-        max_batch=config.order_batch_max,
+        writers=config.writers_per_worker,
+        max_batch=config.writer_batch_max,
         queue_timeout=config.db_acquire_timeout,
         drain_timeout=ORDER_WRITER_STOP_SECONDS,
         standby_after=STANDBY_AFTER,

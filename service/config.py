@@ -30,6 +30,11 @@ class ConfigError(ValueError):
         self.variable = variable
 
 
+# The orders a worker's writers take at once between them when ORDER_BATCH_MAX is not set:
+# about the concurrent requests of one busy client pool (the benchmark drives 32).
+SPLIT_BATCH = 32
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     database_url: str = DEFAULT_DATABASE_URL
@@ -56,11 +61,9 @@ class Config:
     outbox_retention_seconds: int = 7 * 24 * 3600
     outbox_poll_interval: float = 1.0
     relay_batch_size: int = 500
-    # Two writers of at most 16 orders each: under a load of 32 concurrent orders one batch
-    # is in PostgreSQL while the event loop serves the requests of the next, instead of
-    # idling while one batch of nearly all of them is written (README, ORDER_WRITERS).
-    order_writers: int = 2
-    order_batch_max: int = 16
+    # None: chosen by the number of worker processes (writers_per_worker, writer_batch_max).
+    order_writers: int | None = None
+    order_batch_max: int | None = None
     relay_coalesce_ms: int = 10
     events_exchange: str = "orders"
     event_source: str = "/order-service"
@@ -77,6 +80,25 @@ class Config:
     cors_allowed_origins: frozenset[str] = frozenset()
     workers: int = 0  # 0: one worker process per CPU core
     extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def writers_per_worker(self) -> int:
+        """ORDER_WRITERS, else two for a single worker process and one for each of several.
+        A lone event loop would idle while its one batch, nearly every request it holds, is
+        in PostgreSQL: with two writers one batch is written while it serves the next. With
+        several workers the others' loops fill that time, and larger batches cost less per
+        order (README, ORDER_WRITERS). `serve` sets `workers` to the count it starts."""
+        if self.order_writers is not None:
+            return self.order_writers
+        return 2 if self.workers == 1 else 1
+
+    @property
+    def writer_batch_max(self) -> int:
+        """ORDER_BATCH_MAX, else SPLIT_BATCH orders shared among the writers: two writers
+        taking any number each took batches of every size and gained less."""
+        if self.order_batch_max is not None:
+            return self.order_batch_max
+        return max(1, SPLIT_BATCH // self.writers_per_worker)
 
     @property
     def instance_runs_relay(self) -> bool:

@@ -92,7 +92,7 @@ async def run_again_if_lost(
     is lost under it, up to LOST_CONNECTION_ATTEMPTS runs. Only for what may run twice: a
     read, or a write that knows its own first run (an Idempotency-Key claim by its claim
     id); `may_run_again()`, asked after a loss, says whether this run got too far for that
-    (the relay's round once it has sent its batch)."""
+    (the relay's round once it has claimed its batch, which it may have sent)."""
     attempt = 1
     while True:
         async with pool.acquire() as conn:

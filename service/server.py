@@ -114,6 +114,8 @@ def serve(config: Config, *, workers: int | None = None, migrate_first: bool = T
     except ValueError as exc:
         print(f"order-service: {exc}", file=sys.stderr)
         return 2
+    # The workers size their order writers by how many of them there are.
+    config = replace(config, workers=count)
     from service.auth.bearer import unverifiable_reason
 
     reason = unverifiable_reason(config)

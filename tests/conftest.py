@@ -86,6 +86,8 @@ def base_config(database_url: str, run_id: str) -> Config:
         jwt_secret="test-jwt-secret-0123456789abcdef",
         outbox_poll_interval=0.2,
         log_level="warning",
+        # An app here is one worker of `serve --workers 1`, with its two order writers.
+        workers=1,
     )
 
 

@@ -11,7 +11,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from service.config import DEFAULT_AMQP_URL, DEFAULT_DATABASE_URL, ConfigError, load_config
+from service.config import (
+    DEFAULT_AMQP_URL,
+    DEFAULT_DATABASE_URL,
+    Config,
+    ConfigError,
+    load_config,
+)
 
 ORDER_SERVICE = str(Path(sys.executable).parent / "order-service")
 
@@ -175,3 +181,46 @@ def test_the_process_stops_with_status_2_naming_the_variable(
     assert result.returncode == 2
     assert f"configuration error: {variable}: invalid value {value!r}" in result.stderr
     assert result.stdout == ""  # stopped before doing anything
+
+
+def test_order_writers_default_to_two_for_a_lone_worker_and_one_for_each_of_several() -> None:
+    def writers(env: dict[str, str]) -> tuple[int, int]:
+        config = load_config(env)
+        return config.writers_per_worker, config.writer_batch_max
+
+    assert writers({"WORKERS": "1"}) == (2, 16)
+    assert writers({"WORKERS": "2"}) == (1, 32)
+    assert writers({"WORKERS": "1", "ORDER_WRITERS": "1"}) == (1, 32)
+    assert writers({"WORKERS": "1", "ORDER_WRITERS": "4"}) == (4, 8)
+    assert writers({"WORKERS": "3", "ORDER_BATCH_MAX": "10"}) == (1, 10)
+    assert writers({"WORKERS": "1", "ORDER_WRITERS": "3", "ORDER_BATCH_MAX": "5"}) == (3, 5)
+
+
+def test_serve_sizes_each_workers_order_writers_by_the_workers_it_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # WORKERS unset is one worker per CPU: the count is known only once serve resolves it.
+    from service import server
+
+    started: list[Config] = []
+
+    def run_worker(config: Config, port: int, *, reuse_port: bool) -> int:
+        started.append(config)
+        return 0
+
+    class Supervisor:
+        def __init__(self, config: Config, count: int) -> None:
+            started.append(config)
+
+        def run(self) -> int:
+            return 0
+
+    monkeypatch.setattr(server, "run_worker", run_worker)
+    monkeypatch.setattr(server, "Supervisor", Supervisor)
+    config = load_config({})
+    assert server.serve(config, workers=1, migrate_first=False) == 0
+    assert server.serve(config, workers=2, migrate_first=False) == 0
+    assert [(c.workers, c.writers_per_worker, c.writer_batch_max) for c in started] == [
+        (1, 2, 16),
+        (2, 1, 32),
+    ]
